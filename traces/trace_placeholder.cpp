@@ -1,0 +1,2 @@
+// Removed once traces/ has its real sources.
+namespace rackep {}
