@@ -12,8 +12,7 @@ namespace {
 // positions already sorted by the tie-break rule, so a stable sort on the remainder keeps it.
 void give_leftover(int64_t leftover, std::vector<int>& order, const std::vector<int64_t>& remainder,
                    int32_t* out) {
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int a, int b) { return remainder[a] > remainder[b]; });
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return remainder[a] > remainder[b]; });
   RACKEP_CHECK(leftover <= static_cast<int64_t>(order.size()), "largest-remainder leftover too large");
   for (int64_t i = 0; i < leftover; ++i) out[order[i]] += 1;
 }

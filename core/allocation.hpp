@@ -26,8 +26,8 @@ void allocate_source_expert(const Plan& plan, const LoadMatrix& loads, int sourc
 /// Round-robin per source (the k-th token of l on a rank goes to instance k mod C).
 Allocation allocate_round_robin(const Plan& plan, const LoadMatrix& loads);
 
-/// rank_quota_prefix of §2.1 for source `source`: inclusive prefix over instances of its allocation of `expert`,
-/// written to `out` (lcnt[expert] values).
+/// rank_quota_prefix of §2.1 for source `source`: inclusive prefix over instances of its allocation of
+/// `expert`, written to `out` (lcnt[expert] values).
 void rank_quota_prefix(const Allocation& alloc, int source, int expert, int num_instances, int32_t* out);
 
 }  // namespace rackep

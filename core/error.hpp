@@ -3,8 +3,8 @@
 //   - bad user input (files, configs, flags, shapes) -> rackep::InputError naming the source and the field;
 //   - a broken internal invariant -> RACKEP_CHECK, always on, prints the condition and aborts.
 // Usage:
-//   if (n < 0) throw rackep::InputError("trace.json", "num_ranks", "must be positive, got " + std::to_string(n));
-//   RACKEP_CHECK(sum == total, "allocation lost tokens");
+//   if (n < 0) throw rackep::InputError("trace.json", "num_ranks", "must be positive, got " +
+//   std::to_string(n)); RACKEP_CHECK(sum == total, "allocation lost tokens");
 #pragma once
 
 #include <stdexcept>
@@ -30,7 +30,7 @@ class InputError : public std::runtime_error {
 
 }  // namespace rackep
 
-#define RACKEP_CHECK(cond, msg)                                           \
-  do {                                                                    \
+#define RACKEP_CHECK(cond, msg)                                            \
+  do {                                                                     \
     if (!(cond)) ::rackep::check_failed(#cond, __FILE__, __LINE__, (msg)); \
   } while (0)

@@ -1,7 +1,7 @@
 // File: core/plan.hpp
-// Plan: where every logical expert has instances for one (layer, microbatch) and how many tokens each instance
-// is meant to serve (ALGORITHMS.md §2.1). Allocation: the per-source split of tokens over instances (§2.5),
-// i.e. the dispatch traffic matrix. PlanResult bundles both with the loads that were actually routed.
+// Plan: where every logical expert has instances for one (layer, microbatch) and how many tokens each
+// instance is meant to serve (ALGORITHMS.md §2.1). Allocation: the per-source split of tokens over instances
+// (§2.5), i.e. the dispatch traffic matrix. PlanResult bundles both with the loads that were actually routed.
 // Usage:
 //   rackep::Plan p = rackep::Plan::masters_only(shape, w);
 //   int host = p.host(l, j);           // rank hosting instance j of expert l
@@ -23,7 +23,7 @@ struct Plan {
   std::vector<int32_t> lcnt;   ///< [L] instances of each expert (>= 1).
   std::vector<int64_t> quota;  ///< [L*N] tokens assigned to instance j of l; all 0 for quota-less balancers.
   bool has_quota = false;      ///< true when quotas drive the per-source split (ultraep, ideal, none).
-  bool masters_fixed = true;   ///< instance 0 of every l is its master slot (false for eplb, which moves all).
+  bool masters_fixed = true;  ///< instance 0 of every l is its master slot (false for eplb, which moves all).
   std::vector<int64_t> domain_threshold;  ///< [D] threshold T found per NVLink domain (ultraep), else empty.
 
   int num_experts() const { return static_cast<int>(lcnt.size()); }
