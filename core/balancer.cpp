@@ -3,7 +3,10 @@
 #include <map>
 #include <mutex>
 
+#include "core/eplb.hpp"
 #include "core/error.hpp"
+#include "core/legacy.hpp"
+#include "core/lplb.hpp"
 #include "core/ultraep.hpp"
 
 namespace rackep {
@@ -18,9 +21,12 @@ Registry& registry() {
   static Registry* r = [] {
     auto* reg = new Registry;
     // Built-in balancers (ALGORITHMS.md §2, §4, §5). Keep this list sorted by name.
+    reg->factories["eplb"] = make_eplb_balancer;
     reg->factories["ideal"] = make_ideal_balancer;
+    reg->factories["lplb"] = make_lplb_balancer;
     reg->factories["none"] = make_none_balancer;
     reg->factories["ultraep"] = make_ultraep_balancer;
+    reg->factories["ultraep-legacy"] = make_legacy_balancer;
     return reg;
   }();
   return *r;

@@ -32,10 +32,12 @@ struct UltraEpOptions {
 enum class EplbPolicy { kAuto, kHierarchical, kGlobal };
 
 /// DeepSeek EPLB as run in production: re-planned every `period` microbatches of a layer from the summed
-/// loads of the last `window` microbatches of that layer (ALGORITHMS.md §4).
+/// loads of the last `window` microbatches of that layer (ALGORITHMS.md §4). Deployments re-plan every thousands
+/// of steps (vLLM: window 1000, interval 3000); the defaults are the setting most favourable to EPLB (re-plan
+/// every microbatch from the last 4), so comparisons against it are conservative.
 struct EplbOptions {
-  int window = 16;                        ///< microbatches of history per layer
-  int period = 16;                        ///< re-plan every K microbatches of a layer
+  int window = 4;                         ///< microbatches of history per layer
+  int period = 1;                         ///< re-plan every K microbatches of a layer
   EplbPolicy policy = EplbPolicy::kAuto;  ///< auto: hierarchical when groups % nodes == 0 and nodes > 1
   int num_groups = 0;                     ///< expert groups (0: one group per NVLink domain)
   int num_nodes = 0;                      ///< nodes (0: one per NVLink domain)
@@ -45,8 +47,8 @@ struct EplbOptions {
 struct LplbOptions {
   int group_size = 8;  ///< g: ranks per redundancy group (clamped to the NVLink domain)
   int directions = 0;  ///< d: redundancy directions per rank (0: min(2, R))
-  int window = 16;     ///< history used to choose which experts are replicated
-  int period = 16;     ///< re-select replicated experts every K microbatches of a layer
+  int window = 4;      ///< history used to choose which experts are replicated
+  int period = 1;      ///< re-select replicated experts every K microbatches of a layer
 };
 
 struct BalancerOptions {
