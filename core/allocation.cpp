@@ -28,9 +28,12 @@ void allocate_source_expert(const Plan& plan, const LoadMatrix& loads, int sourc
     out[0] = static_cast<int32_t>(n_s);
     return;
   }
-  std::vector<int64_t> remainder(static_cast<size_t>(c), 0);
-  std::vector<int> order;
-  order.reserve(static_cast<size_t>(c));
+  // Reused per-thread workspace: this runs once per (source, replicated expert) and must not allocate.
+  thread_local std::vector<int64_t> remainder;
+  thread_local std::vector<int> order;
+  thread_local std::vector<int64_t> rc;
+  remainder.assign(static_cast<size_t>(c), 0);
+  order.clear();
   if (!locality_aware) {
     int64_t sum_q = 0;
     for (int j = 0; j < c; ++j) sum_q += plan.quota_of(expert, j);
@@ -48,7 +51,7 @@ void allocate_source_expert(const Plan& plan, const LoadMatrix& loads, int sourc
     return;
   }
   // Locality-aware: every host first fills its own instance with its own tokens.
-  std::vector<int64_t> rc(static_cast<size_t>(c));
+  rc.resize(static_cast<size_t>(c));
   int64_t own_here = 0;
   int64_t total_rc = 0;
   for (int j = 0; j < c; ++j) {

@@ -31,6 +31,8 @@ inline float bf16_to_float(uint16_t value) {
 }
 
 /// float32 rounded through bf16 and back.
-inline float round_to_bf16(float value) { return bf16_to_float(float_to_bf16(value)); }
+inline float round_to_bf16(float value) {
+  return bf16_to_float(float_to_bf16(value));
+}
 
 }  // namespace rackep

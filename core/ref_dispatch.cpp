@@ -20,8 +20,8 @@ int64_t DispatchLayout::send_offset(int s, int d) const {
   return off;
 }
 
-DispatchLayout build_dispatch_layout(const ClusterShape& shape, const std::vector<std::vector<int32_t>>& physical_ids,
-                                     int top_k) {
+DispatchLayout build_dispatch_layout(const ClusterShape& shape,
+                                     const std::vector<std::vector<int32_t>>& physical_ids, int top_k) {
   const int n = shape.num_ranks;
   const int s_slots = shape.slots_per_rank();
   if (static_cast<int>(physical_ids.size()) != n)
@@ -44,8 +44,8 @@ DispatchLayout build_dispatch_layout(const ClusterShape& shape, const std::vecto
     for (int32_t p : ids) {
       if (p < 0 || p >= shape.num_physical())
         throw InputError("physical_ids", "rank " + std::to_string(s),
-                         "physical id " + std::to_string(p) + " outside [0, " + std::to_string(shape.num_physical()) +
-                             ")");
+                         "physical id " + std::to_string(p) + " outside [0, " +
+                             std::to_string(shape.num_physical()) + ")");
       ++count[cidx(p / s_slots, p % s_slots, s)];
     }
   }
@@ -105,8 +105,9 @@ DispatchLayout build_dispatch_layout(const ClusterShape& shape, const std::vecto
   return lay;
 }
 
-void dispatch_reference(const DispatchLayout& layout, const std::vector<std::vector<uint16_t>>& x, int64_t hidden,
-                        std::vector<std::vector<uint16_t>>& recv, std::vector<std::vector<int32_t>>& origin) {
+void dispatch_reference(const DispatchLayout& layout, const std::vector<std::vector<uint16_t>>& x,
+                        int64_t hidden, std::vector<std::vector<uint16_t>>& recv,
+                        std::vector<std::vector<int32_t>>& origin) {
   const int n = layout.num_ranks;
   recv.assign(n, {});
   origin.assign(n, {});
@@ -138,7 +139,8 @@ void combine_reference(const DispatchLayout& layout, const std::vector<std::vect
   for (int s = 0; s < n; ++s) {
     const int64_t tokens = layout.num_tokens[s];
     if (static_cast<int64_t>(probs[s].size()) != tokens * k)
-      throw InputError("combine", "probs", "rank " + std::to_string(s) + " needs tokens * top_k probabilities");
+      throw InputError("combine", "probs",
+                       "rank " + std::to_string(s) + " needs tokens * top_k probabilities");
     out[s].assign(static_cast<size_t>(tokens * hidden), 0.0f);
     for (int64_t t = 0; t < tokens; ++t) {
       for (int64_t h = 0; h < hidden; ++h) {

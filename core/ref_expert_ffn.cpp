@@ -41,8 +41,8 @@ void expert_ffn_reference(const uint16_t* x, int64_t num_tokens, const uint16_t*
 }
 
 void grouped_expert_ffn_reference(const uint16_t* x, const std::vector<int64_t>& slot_offsets,
-                                  const std::vector<const uint16_t*>& fc1, const std::vector<const uint16_t*>& fc2,
-                                  const FfnDims& dims, uint16_t* y) {
+                                  const std::vector<const uint16_t*>& fc1,
+                                  const std::vector<const uint16_t*>& fc2, const FfnDims& dims, uint16_t* y) {
   if (slot_offsets.empty() || slot_offsets.front() != 0)
     throw InputError("expert ffn", "slot_offsets", "must start at 0");
   const size_t num_slots = slot_offsets.size() - 1;
@@ -59,10 +59,11 @@ void grouped_expert_ffn_reference(const uint16_t* x, const std::vector<int64_t>&
   }
 }
 
-FfnCompare compare_ffn_outputs(const std::vector<uint16_t>& ref, const std::vector<uint16_t>& got, int64_t num_rows,
-                               int64_t hidden) {
+FfnCompare compare_ffn_outputs(const std::vector<uint16_t>& ref, const std::vector<uint16_t>& got,
+                               int64_t num_rows, int64_t hidden) {
   const size_t n = static_cast<size_t>(num_rows * hidden);
-  if (ref.size() < n || got.size() < n) throw InputError("expert ffn", "outputs", "fewer elements than rows x hidden");
+  if (ref.size() < n || got.size() < n)
+    throw InputError("expert ffn", "outputs", "fewer elements than rows x hidden");
   FfnCompare c;
   for (int64_t r = 0; r < num_rows; ++r) {
     double sum_sq = 0.0;

@@ -10,7 +10,8 @@ namespace rackep {
 std::vector<GradReduceGroup> grad_reduce_groups(const GradReducePlan& plan) {
   std::vector<GradReduceGroup> groups;
   for (const GradPull& pull : plan.pulls) {
-    if (groups.empty() || groups.back().expert != pull.expert || groups.back().master_physical != pull.master_physical) {
+    if (groups.empty() || groups.back().expert != pull.expert ||
+        groups.back().master_physical != pull.master_physical) {
       GradReduceGroup g;
       g.expert = pull.expert;
       g.master_physical = pull.master_physical;

@@ -1,11 +1,11 @@
 // File: core/ref_grad_reduce.hpp
 // CPU reference of the deterministic grad_reduce kernel (ALGORITHMS.md §3.6): for every master of a
-// GradReducePlan (core/transfer.hpp), each fp32 gradient element becomes ((g_master + g_1) + g_2) + ... with the
-// replicas j = 1, 2, ... in l2p order, and every replica gradient buffer touched is zeroed. The GPU kernel must
-// match it bit for bit on every run.
-// Usage:
+// GradReducePlan (core/transfer.hpp), each fp32 gradient element becomes ((g_master + g_1) + g_2) + ... with
+// the replicas j = 1, 2, ... in l2p order, and every replica gradient buffer touched is zeroed. The GPU
+// kernel must match it bit for bit on every run. Usage:
 //   rackep::GradReducePlan gp = rackep::plan_grad_reduce(plan, eb);
-//   rackep::grad_reduce_reference(gp, slot_grads);   // slot_grads[p]: eb.grad_bytes() / 4 floats, fc1 then fc2
+//   rackep::grad_reduce_reference(gp, slot_grads);   // slot_grads[p]: eb.grad_bytes() / 4 floats, fc1 then
+//   fc2
 #pragma once
 
 #include <cstdint>
@@ -26,8 +26,8 @@ struct GradReduceGroup {
 std::vector<GradReduceGroup> grad_reduce_groups(const GradReducePlan& plan);
 
 /// Runs the ordered sum in place. `slot_grads[p]` is physical slot p's gradient (plan.expert.grad_bytes() / 4
-/// floats: fc1 then fc2); slots no pull touches may be empty. Throws InputError("grad_reduce cpu", ...) when a
-/// touched buffer has the wrong size.
+/// floats: fc1 then fc2); slots no pull touches may be empty. Throws InputError("grad_reduce cpu", ...) when
+/// a touched buffer has the wrong size.
 void grad_reduce_reference(const GradReducePlan& plan, std::vector<std::vector<float>>& slot_grads);
 
 }  // namespace rackep

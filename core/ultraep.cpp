@@ -234,9 +234,12 @@ struct UltraEpPlanner::Impl {
     std::fill(exported.begin(), exported.end(), 0);
     for (const Export& x : exports) exported[x.expert] += x.quota;
     for (int e = 0; e < e_count; ++e) {
+      // Columns beyond the previous plan's instance count are already -1 / 0: reset only those used, so a
+      // plan costs O(instances), not O(L * N).
       const size_t row = static_cast<size_t>(l0 + e) * n;
-      std::fill(plan.l2p.begin() + row + 1, plan.l2p.begin() + row + n, -1);
-      std::fill(plan.quota.begin() + row, plan.quota.begin() + row + n, 0);
+      const int used = plan.lcnt[l0 + e];
+      std::fill(plan.l2p.begin() + row + 1, plan.l2p.begin() + row + used, -1);
+      std::fill(plan.quota.begin() + row + 1, plan.quota.begin() + row + used, 0);
       plan.l2p[row] = shape.master_physical(l0 + e);
       plan.quota[row] = w[e] - exported[e];
       plan.lcnt[l0 + e] = 1;

@@ -19,6 +19,10 @@ int main(int argc, char** argv) {
   rackep::tools::add_plan_command(app);
   rackep::tools::add_trace_command(app);
   rackep::tools::add_bench_command(app);
+  rackep::tools::add_simulate_command(app);
+  rackep::tools::add_sweep_command(app);
+  rackep::tools::add_run_layer_command(app);
+  rackep::tools::add_calibrate_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -10,9 +10,10 @@
 namespace {
 
 // N = 2, M = 1, R = 1 (S = 2): rank 0 holds physical 0 (slot 0) and 1 (slot 1); rank 1 holds 2 and 3.
-// Source 0 (3 tokens, top-2): t0 -> [0, 3], t1 -> [2, 1], t2 -> [3, 0]. Source 1 (2 tokens): t0 -> [1, 2], t1 -> [0, 3].
-// Rank 0 rows, by (slot, source, token, k): slot 0: s0 t0k0, s0 t2k1, s1 t1k0 (rows 0-2); slot 1: s0 t1k1, s1 t0k0 (3-4).
-// Rank 1 rows: slot 0: s0 t1k0, s1 t0k1 (0-1); slot 1: s0 t0k1, s0 t2k0, s1 t1k1 (2-4).
+// Source 0 (3 tokens, top-2): t0 -> [0, 3], t1 -> [2, 1], t2 -> [3, 0]. Source 1 (2 tokens): t0 -> [1, 2], t1
+// -> [0, 3]. Rank 0 rows, by (slot, source, token, k): slot 0: s0 t0k0, s0 t2k1, s1 t1k0 (rows 0-2); slot 1:
+// s0 t1k1, s1 t0k0 (3-4). Rank 1 rows: slot 0: s0 t1k0, s1 t0k1 (0-1); slot 1: s0 t0k1, s0 t2k0, s1 t1k1
+// (2-4).
 const rackep::ClusterShape kShape{2, 1, 1, 2};
 const std::vector<std::vector<int32_t>> kIds = {{0, 3, 2, 1, 3, 0}, {1, 2, 0, 3}};
 
@@ -52,11 +53,13 @@ TEST(RefDispatch, RowsCarryTheirOriginAndCombineRestoresTokens) {
   std::copy(recv[1].begin() + 3 * hidden, recv[1].begin() + 4 * hidden, bad.begin() + 2 * hidden);
   EXPECT_EQ(rackep::first_misrouted_row(lay, 1, bad, origin[1], hidden), 2);
   // Identity experts, probabilities 0.25 / 0.75: every product and sum is exact, so combine returns x.
-  std::vector<std::vector<float>> probs = {{0.25f, 0.75f, 0.25f, 0.75f, 0.25f, 0.75f}, {0.25f, 0.75f, 0.25f, 0.75f}};
+  std::vector<std::vector<float>> probs = {{0.25f, 0.75f, 0.25f, 0.75f, 0.25f, 0.75f},
+                                           {0.25f, 0.75f, 0.25f, 0.75f}};
   std::vector<std::vector<float>> out;
   rackep::combine_reference(lay, recv, probs, hidden, out);
   for (int s = 0; s < 2; ++s)
-    for (size_t i = 0; i < x[s].size(); ++i) EXPECT_EQ(out[s][i], rackep::bf16_to_float(x[s][i])) << s << " " << i;
+    for (size_t i = 0; i < x[s].size(); ++i)
+      EXPECT_EQ(out[s][i], rackep::bf16_to_float(x[s][i])) << s << " " << i;
 }
 
 TEST(RefDispatch, RejectsBadIds) {

@@ -1,4 +1,5 @@
-// SwiGLU expert FFN reference (core/ref_expert_ffn.hpp) on a case worked out by hand, plus the tolerance check.
+// SwiGLU expert FFN reference (core/ref_expert_ffn.hpp) on a case worked out by hand, plus the tolerance
+// check.
 #include <gtest/gtest.h>
 
 #include <vector>

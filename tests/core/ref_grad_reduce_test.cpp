@@ -1,4 +1,5 @@
-// Ordered grad_reduce reference (core/ref_grad_reduce.hpp): sums in l2p order, bit for bit, and zeroes replicas.
+// Ordered grad_reduce reference (core/ref_grad_reduce.hpp): sums in l2p order, bit for bit, and zeroes
+// replicas.
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -27,7 +28,8 @@ TEST(RefGradReduce, GroupsFollowL2pOrder) {
 }
 
 // fp32 addition is not associative: with m = 1e8, r8 = -1e8, r11 = 1, r5 = 0.5 the l2p order gives
-// ((1e8 - 1e8) + 1) + 0.5 = 1.5, while e.g. the reverse order gives ((1e8 + 0.5) + 1) - 1e8 = 0 (the ulp of 1e8 is 8).
+// ((1e8 - 1e8) + 1) + 0.5 = 1.5, while e.g. the reverse order gives ((1e8 + 0.5) + 1) - 1e8 = 0 (the ulp of
+// 1e8 is 8).
 TEST(RefGradReduce, OrderedSumIsBitExactAndZeroesReplicas) {
   const rackep::Plan plan = tv_a_plan();
   const rackep::ExpertBytes eb{4, 2, 2};  // fc1 16 + fc2 8 = 24 fp32 gradient elements

@@ -1,0 +1,90 @@
+// File: sim/simulator.hpp
+// One simulation: a model, a topology, a trace and a list of balancers in, one summary per balancer out
+// (DESIGN.md "Outputs"). All balancers replay the same records in lockstep; `none` and `ideal` always run
+// (the speed-up and %-of-ideal references) and are reported when asked for. Deterministic: the same SimConfig
+// gives the same SimReport bit for bit (planner host time is measured only with measure_host_planner). Usage:
+//   SimConfig c;  c.model = "deepseek-v2-lite";  c.topology = "gb200-nvl72";  c.trace = "esft:intent";
+//   SimReport r = run_simulation(c, /*timeline=*/nullptr);
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "sim/comm_model.hpp"
+#include "sim/cost_model.hpp"
+#include "sim/step_loop.hpp"
+#include "sim/workload.hpp"
+
+namespace rackep::sim {
+
+struct SimConfig {
+  std::string model = "deepseek-v2-lite";
+  std::string topology = "gb200-nvl72";
+  std::string trace = "esft:intent,summary,translation";
+  std::string calibration = "default";
+  std::vector<std::string> balancers = {"none", "eplb", "lplb", "ultraep", "ideal"};
+  Mode mode = Mode::kTrain;
+  Fidelity fidelity = Fidelity::kPtask;
+  Precision precision = Precision::kBf16;
+  int ranks = 0;                ///< EP ranks; 0: the trace's (directory) or 32 (generated traces)
+  int slots = 2;                ///< R redundant slots per rank
+  int domain = 0;               ///< scale-up domain size override; 0 = the topology's
+  int64_t tokens_per_rank = 0;  ///< generated traces: T (0 = 256 for esft, 8192 for synthetic)
+  int64_t microbatches = 0;     ///< replay at most this many microbatches (0 = all; synthetic: 8)
+  double imbalance = 2.0;       ///< synthetic traces: target imbalance
+  uint64_t seed = 1;
+  int seq_len = 0;  ///< tokens per sequence for traces without sequences (0 = T)
+  bool recompute = false;
+  bool dedup = true;
+  bool measure_host_planner = false;
+  std::string weight_sync_mode = "adaptive";
+  bool ptask_compress = true;
+};
+
+struct BalancerSummary {
+  std::string name;
+  double imbalance = 1.0;         ///< mean over records of max/mean rank load after balancing
+  double imbalance_before = 1.0;  ///< same before balancing (masters only)
+  double max_imbalance = 1.0;
+  double step_s = 0.0;   ///< training step, or mean prefill pass latency
+  double total_s = 0.0;  ///< simulated time of everything replayed
+  double tokens_per_s = 0.0;
+  double tflops_per_gpu = 0.0;
+  double pct_of_ideal = 0.0;  ///< ideal throughput share: 100 x ideal time / this time
+  double speedup_vs_none = 0.0;
+  double exposed_overhead_s = 0.0;  ///< per step (train) or per pass (prefill)
+  double exposed_plan_s = 0.0;
+  double exposed_weight_sync_s = 0.0;
+  double exposed_grad_reduce_s = 0.0;
+  double replicas = 0.0;         ///< mean replicas per (layer, microbatch)
+  double weight_sync_gib = 0.0;  ///< weight bytes moved over the whole replay
+  double peak_activation_gib = 0.0;
+  double redundant_slot_gib = 0.0;  ///< extra memory per rank of redundant slots
+  double host_planner_us = -1.0;    ///< measured mean host planner time per call; -1 unless requested
+};
+
+struct SimReport {
+  nlohmann::json inputs;  ///< what was simulated (names, files, sizes, options)
+  std::vector<BalancerSummary> balancers;
+  nlohmann::json platform;  ///< CommModel::describe()
+  double global_tokens_per_step = 0.0;
+};
+
+/// Observer hooks of a simulation. `timeline` receives the step loop's events of every balancer; it is told
+/// which balancer comes next through `on_balancer`.
+struct SimHooks {
+  TimelineSink* timeline = nullptr;
+  std::function<void(const std::string& balancer, int index)> on_balancer;
+};
+
+/// Runs the simulation. Throws InputError for bad inputs (files, flags, shapes).
+SimReport run_simulation(const SimConfig& config, const SimHooks& hooks = {});
+
+/// Builds only the platform (no trace), for --dump-topology without a simulation.
+nlohmann::json describe_platform(const SimConfig& config);
+
+}  // namespace rackep::sim

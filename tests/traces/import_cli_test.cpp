@@ -1,0 +1,111 @@
+// `rackep trace import --from FORMAT` followed by `rackep plan` on the fixture of every recorded format,
+// `rackep trace export` round trips, and bad input through the CLI: a non-zero exit naming the file and
+// field, and nothing written at --out.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "test_util.hpp"
+
+namespace rackep {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kRackep = std::string(RACKEP_BINARY_DIR) + "/rackep";
+const std::string kFix = std::string(RACKEP_SOURCE_DIR) + "/tests/fixtures/import";
+
+struct CliRun {
+  int exit_code = -1;
+  std::string out;
+};
+
+CliRun run(const std::string& args) {
+  CliRun r;
+  FILE* p = popen((kRackep + " --log-level warn " + args + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf;
+  size_t n = 0;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// Imports, checks the report, then plans the trace with two balancers.
+void import_then_plan(const std::string& import_args, const std::string& expect_found, int64_t records) {
+  test::TempDir tmp;
+  const std::string out = tmp.path("t");
+  const CliRun imp = run("trace import " + import_args + " --out " + out);
+  ASSERT_EQ(imp.exit_code, 0) << imp.out;
+  EXPECT_NE(imp.out.find("found ("), std::string::npos) << imp.out;
+  EXPECT_NE(imp.out.find("assumed:"), std::string::npos) << imp.out;
+  EXPECT_NE(imp.out.find(expect_found), std::string::npos) << imp.out;
+  EXPECT_NE(imp.out.find("records: " + std::to_string(records)), std::string::npos) << imp.out;
+  const CliRun plan = run("plan --trace " + out + " --balancers none,ultraep --slots 1 --json --no-timing");
+  ASSERT_EQ(plan.exit_code, 0) << plan.out;
+  const nlohmann::json j = nlohmann::json::parse(plan.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << plan.out;
+}
+
+TEST(ImportCli, TrtllmThenPlan) {
+  import_then_plan("--from trtllm " + kFix + "/trtllm", "4 rank files", 9);
+}
+
+TEST(ImportCli, JsonlThenPlan) {
+  import_then_plan("--from jsonl " + kFix + "/jsonl/routing.jsonl --experts 16", "12 (layer, batch) objects",
+                   9);
+}
+
+TEST(ImportCli, UltraepThenPlan) {
+  import_then_plan("--from ultraep " + kFix + "/ultraep --top-k 2 --seed 3", "ep_size 4", 12);
+}
+
+TEST(ImportCli, ExportRoundTrip) {
+  test::TempDir tmp;
+  ASSERT_EQ(run("trace import --from trtllm " + kFix + "/trtllm --out " + tmp.path("a")).exit_code, 0);
+  for (const char* fmt : {"trtllm", "jsonl"}) {
+    const std::string exported = tmp.path(std::string("x.") + fmt);
+    const CliRun e = run(std::string("trace export --to ") + fmt + " " + tmp.path("a") + " --out " + exported);
+    ASSERT_EQ(e.exit_code, 0) << e.out;
+    const std::string back = tmp.path(std::string("b.") + fmt);
+    const CliRun i = run(std::string("trace import --from ") + fmt + " " + exported +
+                      " --ranks 4 --experts 16 --tokens-per-rank 40 --out " + back);
+    ASSERT_EQ(i.exit_code, 0) << i.out;
+    // Same records: the chunk files are byte-identical.
+    EXPECT_EQ(test::read_bytes(tmp.path("a/chunk-000000.loads.npy")),
+              test::read_bytes(back + "/chunk-000000.loads.npy"))
+        << fmt;
+    EXPECT_EQ(test::read_bytes(tmp.path("a/chunk-000000.index.npy")),
+              test::read_bytes(back + "/chunk-000000.index.npy"))
+        << fmt;
+  }
+}
+
+TEST(ImportCli, BadInputWritesNothing) {
+  test::TempDir tmp;
+  const std::string in = tmp.path("in");
+  fs::copy(kFix + "/trtllm", in);
+  const std::string f = in + "/rank2.safetensors";
+  test::write_bytes(f, test::read_bytes(f).substr(0, 900));
+  const CliRun r = run("trace import --from trtllm " + in + " --out " + tmp.path("out"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("rank2.safetensors"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(tmp.path("out")));
+  const CliRun u = run("trace import --from ultraep " + kFix + "/ultraep --out " + tmp.path("out"));
+  EXPECT_NE(u.exit_code, 0);
+  EXPECT_NE(u.out.find("--top-k"), std::string::npos) << u.out;
+  const CliRun bad = run("trace import --from nosuch " + in + " --out " + tmp.path("out"));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.out.find("unknown format"), std::string::npos) << bad.out;
+  EXPECT_FALSE(fs::exists(tmp.path("out")));
+  for (const auto& e : fs::directory_iterator(tmp.path("")))
+    EXPECT_EQ(e.path().filename().string().find(".partial-"), std::string::npos) << e.path();
+}
+
+}  // namespace
+}  // namespace rackep

@@ -1,0 +1,218 @@
+// The TensorRT-LLM expert-statistic importer: the shipped fixture (tools/make_import_fixtures.py), the round
+// trip canonical -> trtllm -> canonical, and every kind of bad input (truncated safetensors, mismatched
+// shapes, missing keys, layers outside the model), each with the file and field named and nothing written.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "test_util.hpp"
+#include "traces/import_common.hpp"
+#include "traces/import_trtllm.hpp"
+#include "traces/synthetic.hpp"
+#include "traces/trace_reader.hpp"
+
+namespace rackep {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kFixture = std::string(RACKEP_SOURCE_DIR) + "/tests/fixtures/import/trtllm";
+
+std::vector<TraceRecord> drain(RecordStream& s) {
+  std::vector<TraceRecord> out;
+  TraceRecord r;
+  while (s.next(r)) out.push_back(r);
+  return out;
+}
+
+// A copy of the fixture that a test may damage.
+std::string copy_fixture(const test::TempDir& tmp) {
+  const std::string d = tmp.path("in");
+  fs::copy(kFixture, d);
+  return d;
+}
+
+TEST(ImportTrtllm, Fixture) {
+  ImportReport report;
+  auto s = open_trtllm_stats(kFixture, {}, report);
+  const TraceManifest& m = s->manifest();
+  EXPECT_EQ(m.num_ranks, 4);
+  EXPECT_EQ(m.num_experts, 16);
+  EXPECT_EQ(m.top_k, 2);
+  EXPECT_EQ(m.layers, (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(m.num_records, 9);
+  const auto records = drain(*s);
+  ASSERT_EQ(records.size(), 9u);
+  EXPECT_EQ(records[0].microbatch, 10);
+  EXPECT_EQ(records[0].layer, 1);
+  EXPECT_EQ(records[8].microbatch, 12);
+  EXPECT_EQ(records[8].layer, 3);
+  // Every row is a bincount of top-2 ids, so it sums to exactly 2 x the rank's token count, which
+  // rank{r}_numtokens.json records independently.
+  int64_t max_tokens = 0;
+  for (int r = 0; r < 4; ++r) {
+    const nlohmann::json nt =
+        nlohmann::json::parse(test::read_bytes(kFixture + "/rank" + std::to_string(r) + "_numtokens.json"));
+    for (const TraceRecord& rec : records) {
+      const int64_t tokens =
+          nt.at(std::to_string(rec.microbatch) + "_" + std::to_string(rec.layer)).get<int64_t>();
+      EXPECT_EQ(rec.loads.source_totals()[r], 2 * tokens) << rec.microbatch << "_" << rec.layer;
+      max_tokens = std::max(max_tokens, tokens);
+    }
+  }
+  EXPECT_EQ(m.tokens_per_rank, max_tokens);
+  EXPECT_FALSE(report.found.empty());
+}
+
+TEST(ImportTrtllm, RoundTripIsIdentity) {
+  test::TempDir tmp;
+  SynthConfig c;
+  c.num_ranks = 4;
+  c.num_experts = 32;
+  c.top_k = 4;
+  c.tokens_per_rank = 64;
+  c.layers = {3, 5, 7};
+  c.num_microbatches = 5;
+  c.variable_tokens = true;
+  SyntheticStream gen(c);
+  write_trtllm_stats(gen, tmp.path("trt"));
+  SyntheticStream again(c);
+  const auto want = drain(again);
+  ImportReport report;
+  auto s = open_trtllm_stats(tmp.path("trt"), {}, report);
+  EXPECT_EQ(s->manifest().num_ranks, 4);
+  EXPECT_EQ(s->manifest().num_experts, 32);
+  EXPECT_EQ(s->manifest().top_k, 4);
+  EXPECT_EQ(s->manifest().layers, c.layers);
+  const auto got = drain(*s);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].layer, want[i].layer);
+    EXPECT_EQ(got[i].microbatch, want[i].microbatch);
+    EXPECT_EQ(got[i].loads, want[i].loads) << i;
+  }
+  // And through the canonical writer: the file trace reads back the same records.
+  auto s2 = open_trtllm_stats(tmp.path("trt"), {}, report);
+  write_trace_atomic(*s2, tmp.path("canon"), {4});
+  TraceReader reader(tmp.path("canon"));
+  const auto read = drain(reader);
+  ASSERT_EQ(read.size(), want.size());
+  for (size_t i = 0; i < read.size(); ++i) EXPECT_EQ(read[i].loads, want[i].loads);
+}
+
+TEST(ImportTrtllm, LayerMappingAndReplication) {
+  ImportReport report;
+  ImportOptions o;
+  o.layers = {3, 2, 1, 0};  // layer 0 is dense (not recorded): reported as missing
+  auto s = open_trtllm_stats(kFixture, o, report);
+  EXPECT_EQ(s->manifest().layers, (std::vector<int>{3, 2, 1}));
+  const auto recs = drain(*s);
+  EXPECT_EQ(recs[0].layer, 3);
+  // A layer outside the model routes tokens -> error naming the file and the key.
+  o.layers = {1, 2};
+  test::expect_input_error([&] { open_trtllm_stats(kFixture, o, report); }, "rank0.safetensors", "key 10_3");
+  // --replication 2 on ranks that differ is an error naming the file.
+  ImportOptions rep;
+  rep.replication = 2;
+  test::expect_input_error([&] { open_trtllm_stats(kFixture, rep, report); }, "rank1.safetensors", "10_1");
+  // Replicated ranks (TP attention) are detected and folded.
+  test::TempDir tmp;
+  SynthConfig c;
+  c.num_ranks = 1;
+  c.imbalance = 1.0;  // one rank: no rank imbalance to target
+  c.num_experts = 8;
+  c.top_k = 2;
+  c.tokens_per_rank = 16;
+  c.num_microbatches = 2;
+  SyntheticStream one(c);
+  write_trtllm_stats(one, tmp.path("one"));
+  fs::create_directory(tmp.path("dup"));
+  for (int r = 0; r < 3; ++r)
+    fs::copy_file(tmp.path("one/rank0.safetensors"),
+                  tmp.path("dup/rank" + std::to_string(r) + ".safetensors"));
+  test::write_bytes(tmp.path("dup/meta_info.json"), R"({"num_experts": 8, "num_experts_per_token": 2})");
+  ImportReport dup_report;
+  auto dup = open_trtllm_stats(tmp.path("dup"), {}, dup_report);
+  EXPECT_EQ(dup->manifest().num_ranks, 3);
+  bool noted = false;
+  for (const auto& line : dup_report.assumed) noted |= line.find("--replication 3") != std::string::npos;
+  EXPECT_TRUE(noted);
+  ImportOptions three;
+  three.replication = 3;
+  auto folded = open_trtllm_stats(tmp.path("dup"), three, dup_report);
+  EXPECT_EQ(folded->manifest().num_ranks, 1);
+  SyntheticStream ref(c);
+  const auto want = drain(ref);
+  const auto got = drain(*folded);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].loads, want[i].loads);
+}
+
+TEST(ImportTrtllm, BadInput) {
+  test::TempDir tmp;
+  ImportReport report;
+  {  // truncated data: the header promises more bytes than the file holds
+    const std::string d = copy_fixture(tmp);
+    const std::string f = d + "/rank1.safetensors";
+    const std::string bytes = test::read_bytes(f);
+    test::write_bytes(f, bytes.substr(0, bytes.size() - 100));
+    test::expect_input_error([&] { open_trtllm_stats(d, {}, report); }, "rank1.safetensors", "12_3");
+    test::write_bytes(f, bytes.substr(0, 60));  // cut inside the header
+    test::expect_input_error([&] { open_trtllm_stats(d, {}, report); }, "rank1.safetensors", "header");
+    test::write_bytes(f, bytes.substr(0, 5));
+    test::expect_input_error([&] { open_trtllm_stats(d, {}, report); }, "rank1.safetensors", "header");
+    fs::remove_all(d);
+  }
+  {  // shape and dtype mismatches
+    const std::string d = copy_fixture(tmp);
+    const std::string f = d + "/rank2.safetensors";
+    std::string bytes = test::read_bytes(f);
+    const size_t at = bytes.find("\"shape\":[16]");
+    bytes.replace(at, 12, "\"shape\":[17]");
+    test::write_bytes(f, bytes);
+    test::expect_input_error([&] { open_trtllm_stats(d, {}, report); }, "rank2.safetensors", "10_1");
+    bytes.replace(at, 12, "\"shape\":[16]");
+    bytes.replace(bytes.find("\"I64\""), 5, "\"F64\"");
+    test::write_bytes(f, bytes);
+    test::expect_input_error([&] { open_trtllm_stats(d, {}, report); }, "rank2.safetensors", "10_1");
+    fs::remove_all(d);
+  }
+  {  // a key missing from one rank; ep_size disagreeing with the files; bad meta_info
+    const std::string d = copy_fixture(tmp);
+    const std::string f = d + "/rank3.safetensors";
+    std::string bytes = test::read_bytes(f);
+    bytes.replace(bytes.find("\"11_2\""), 6, "\"11_9\"");
+    test::write_bytes(f, bytes);
+    test::expect_input_error([&] { open_trtllm_stats(d, {}, report); }, "rank3.safetensors", "key");
+    fs::remove(f);
+    fs::remove(d + "/rank3_numtokens.json");
+    test::expect_input_error([&] { open_trtllm_stats(d, {}, report); }, "meta_info.json", "ep_size");
+    test::write_bytes(d + "/meta_info.json", R"({"num_experts": 16})");
+    test::expect_input_error([&] { open_trtllm_stats(d, {}, report); }, "meta_info.json",
+                             "num_experts_per_token");
+    fs::remove(d + "/meta_info.json");
+    test::expect_input_error([&] { open_trtllm_stats(d, {}, report); }, "meta_info.json", "meta_info.json");
+    fs::remove_all(d);
+  }
+}
+
+// A stream whose third record has the wrong shape: the writer fails midway and must leave nothing behind.
+TEST(ImportTrtllm, FailedWriteLeavesNothing) {
+  test::TempDir tmp;
+  ImportReport report;
+  auto s = open_trtllm_stats(kFixture, {}, report);
+  std::vector<TraceRecord> records = drain(*s);
+  records[2].loads = LoadMatrix(3, 16);
+  RecordListStream bad(s->manifest(), records);
+  const std::string out = tmp.path("sub/out");
+  test::expect_input_error([&] { write_trace_atomic(bad, out, {1}); }, "out.partial-", "loads");
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_TRUE(fs::is_empty(tmp.path("sub")));
+  // An existing target is refused before anything is written.
+  fs::create_directories(out);
+  RecordListStream good(s->manifest(), drain(*open_trtllm_stats(kFixture, {}, report)));
+  test::expect_input_error([&] { write_trace_atomic(good, out, {1}); }, "out", "output");
+}
+
+}  // namespace
+}  // namespace rackep

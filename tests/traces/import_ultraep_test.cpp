@@ -1,0 +1,136 @@
+// The UltraEP load-profiler importer (and the ZIP reader under it): the shipped fixture written like
+// np.savez, the stated even spread of global loads, and damaged archives / inconsistent manifests.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "test_util.hpp"
+#include "traces/import_ultraep.hpp"
+#include "traces/zip_reader.hpp"
+
+namespace rackep {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kDir = std::string(RACKEP_SOURCE_DIR) + "/tests/fixtures/import/ultraep";
+const std::string kId = "epg7f00aa_gr0_r0_1700000000000";
+
+std::vector<TraceRecord> drain(RecordStream& s) {
+  std::vector<TraceRecord> out;
+  TraceRecord r;
+  while (s.next(r)) out.push_back(r);
+  return out;
+}
+
+ImportOptions top2() {
+  ImportOptions o;
+  o.top_k = 2;
+  return o;
+}
+
+TEST(ImportUltraep, Fixture) {
+  ImportReport report;
+  auto s = open_ultraep_profile(kDir, top2(), report);
+  const TraceManifest& m = s->manifest();
+  EXPECT_EQ(m.num_ranks, 4);  // ep_size
+  EXPECT_EQ(m.num_experts, 16);
+  EXPECT_EQ(m.layers, (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(m.num_records, 12);
+  const auto recs = drain(*s);
+  ASSERT_EQ(recs.size(), 12u);
+  // Global loads read straight from the first chunk's pre_logical_loads member.
+  ZipReader zip(kDir + "/" + kId + ".chunk000000.npz");
+  const std::string pre = zip.read("pre_logical_loads.npy");
+  const int32_t* first = reinterpret_cast<const int32_t*>(pre.data() + 128);  // 128-byte NPY header
+  const std::vector<int64_t> w = recs[0].loads.expert_totals();
+  for (int e = 0; e < 16; ++e) EXPECT_EQ(w[e], first[e]) << e;
+  for (size_t i = 0; i < recs.size(); ++i) {
+    EXPECT_EQ(recs[i].microbatch, static_cast<int64_t>(i / 3));
+    EXPECT_EQ(recs[i].layer, static_cast<int>(i % 3) + 1);
+    EXPECT_EQ(recs[i].loads.total(), 4 * 32 * 2);  // 4 ranks x 32 tokens x top-2 per record
+    // Even spread: the rows of one expert differ by at most one token.
+    for (int e = 0; e < 16; ++e) {
+      int lo = INT32_MAX, hi = 0;
+      for (int r = 0; r < 4; ++r)
+        lo = std::min(lo, recs[i].loads.at(r, e)), hi = std::max(hi, recs[i].loads.at(r, e));
+      EXPECT_LE(hi - lo, 1);
+    }
+  }
+  bool says_global = false;
+  for (const auto& l : report.assumed) says_global |= l.find("GLOBAL loads only") != std::string::npos;
+  EXPECT_TRUE(says_global);
+  // The seed moves only the remainders; the same seed gives the same records.
+  ImportOptions seeded = top2();
+  seeded.seed = 5;
+  ImportReport r2;
+  const auto a = drain(*open_ultraep_profile(kDir, seeded, r2));
+  const auto b = drain(*open_ultraep_profile(kDir, seeded, r2));
+  bool any_diff = false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].loads, b[i].loads);
+    EXPECT_EQ(a[i].loads.expert_totals(), recs[i].loads.expert_totals());
+    any_diff |= !(a[i].loads == recs[i].loads);
+  }
+  EXPECT_TRUE(any_diff);
+  // More source ranks than ep_size.
+  ImportOptions wide = top2();
+  wide.num_ranks = 8;
+  EXPECT_EQ(open_ultraep_profile(kDir, wide, r2)->manifest().num_ranks, 8);
+}
+
+TEST(ImportUltraep, BadInput) {
+  test::TempDir tmp;
+  ImportReport report;
+  test::expect_input_error([&] { open_ultraep_profile(kDir, {}, report); }, "--top-k", "--top-k");
+  ImportOptions model = top2();
+  model.layers = {1, 2};
+  test::expect_input_error([&] { open_ultraep_profile(kDir, model, report); }, "chunk000000.npz", "layers");
+  const std::string d = tmp.path("in");
+  auto fresh = [&] {
+    fs::remove_all(d);
+    fs::copy(kDir, d);
+  };
+  const std::string chunk1 = d + "/" + kId + ".chunk000001.npz";
+  const std::string man = d + "/" + kId + ".manifest.json";
+  fresh();
+  {  // truncated archive
+    const std::string bytes = test::read_bytes(chunk1);
+    test::write_bytes(chunk1, bytes.substr(0, bytes.size() - 30));
+    test::expect_input_error([&] { open_ultraep_profile(d, top2(), report); }, "chunk000001.npz", "zip");
+    test::write_bytes(chunk1, bytes.substr(0, 2000));
+    test::expect_input_error([&] { open_ultraep_profile(d, top2(), report); }, "chunk000001.npz", "zip");
+  }
+  fresh();
+  {  // one flipped byte inside pre_logical_loads: CRC-32 catches it
+    std::string bytes = test::read_bytes(chunk1);
+    const size_t at = bytes.find("pre_logical_loads.npy");
+    bytes[at + 200] ^= 0x01;
+    test::write_bytes(chunk1, bytes);
+    test::expect_input_error([&] { open_ultraep_profile(d, top2(), report); }, "chunk000001.npz",
+                             "pre_logical_loads.npy");
+  }
+  fresh();
+  {  // a manifest that disagrees with itself and with the arrays
+    nlohmann::json j = nlohmann::json::parse(test::read_bytes(man));
+    j["num_global_logical_experts"] = 20;
+    test::write_bytes(man, j.dump());
+    test::expect_input_error([&] { open_ultraep_profile(d, top2(), report); }, "manifest.json",
+                             "num_global_logical_experts");
+    j["num_local_master_experts"] = 5;  // consistent now, but the arrays hold 16 experts
+    test::write_bytes(man, j.dump());
+    test::expect_input_error([&] { open_ultraep_profile(d, top2(), report); }, "pre_logical_loads.npy",
+                             "pre_logical_loads");
+    j["schema"] = "other";
+    test::write_bytes(man, j.dump());
+    test::expect_input_error([&] { open_ultraep_profile(d, top2(), report); }, "manifest.json", "schema");
+  }
+  fresh();
+  fs::remove(chunk1);
+  test::expect_input_error([&] { open_ultraep_profile(d, top2(), report); }, "manifest.json", "chunks");
+  test::write_bytes(tmp.path("empty.npz"), "PK");
+  test::expect_input_error([&] { ZipReader z(tmp.path("empty.npz")); }, "empty.npz", "zip");
+}
+
+}  // namespace
+}  // namespace rackep

@@ -1,0 +1,89 @@
+// `rackep simulate`: replay a routing trace through balancers on a simulated rack (sim/simulator.hpp) and
+// print what a user would measure. With no arguments it runs the bundled default: the shipped ESFT
+// DeepSeek-V2-Lite routing on one GB200 NVL72 at EP 32, comparing none, eplb, lplb, ultraep and the
+// force-balanced ideal.
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "core/error.hpp"
+#include "sim/report.hpp"
+#include "tools/commands.hpp"
+#include "tools/logging.hpp"
+#include "tools/sim_options.hpp"
+
+namespace rackep::tools {
+namespace {
+
+struct SimulateArgs {
+  SimCliOptions sim;
+  bool json = false;
+  bool explain = false;
+  bool host_planner_time = false;
+  std::string timeline;
+  std::string dump_topology;
+};
+
+void write_file(const std::string& path, const std::string& flag, const std::string& text) {
+  std::ofstream out(path);
+  if (!out) throw InputError(flag, path, "cannot open for writing");
+  out << text;
+  if (!out) throw InputError(flag, path, "write failed");
+}
+
+void run_simulate(const SimulateArgs& a) {
+  sim::SimConfig config = to_sim_config(a.sim);
+  config.measure_host_planner = a.host_planner_time;
+  auto log = logger("sim");
+  std::unique_ptr<std::ofstream> timeline_file;
+  std::unique_ptr<sim::ChromeTraceWriter> timeline;
+  sim::SimHooks hooks;
+  if (!a.timeline.empty()) {
+    timeline_file = std::make_unique<std::ofstream>(a.timeline);
+    if (!*timeline_file) throw InputError("--timeline", a.timeline, "cannot open for writing");
+    timeline = std::make_unique<sim::ChromeTraceWriter>(*timeline_file);
+    hooks.timeline = timeline.get();
+    hooks.on_balancer = [&](const std::string& name, int index) { timeline->begin_process(name, index); };
+  }
+
+  log->info("simulating {} on {} with trace {} ({} fidelity)", config.model, config.topology, config.trace,
+            a.sim.fidelity);
+  const sim::SimReport report = sim::run_simulation(config, hooks);
+  for (const auto& note : report.inputs["notes"]) log->warn("{}", note.get<std::string>());
+  if (timeline) {
+    timeline->finish();
+    log->info("timeline written to {} (open it in ui.perfetto.dev)", a.timeline);
+  }
+  if (!a.dump_topology.empty()) {
+    write_file(a.dump_topology, "--dump-topology", report.platform.dump(2) + "\n");
+    log->info("platform written to {}", a.dump_topology);
+  }
+  if (a.json) {
+    std::cout << sim::report_to_json(report).dump(2) << "\n";
+  } else {
+    std::cout << sim::format_table(report);
+    if (a.explain) std::cout << "\n" << sim::column_legend(a.sim.mode == "prefill");
+  }
+}
+
+}  // namespace
+
+void add_simulate_command(CLI::App& app) {
+  auto args = std::make_shared<SimulateArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "simulate",
+      "simulate EP training or prefill on a rack and compare balancers (no arguments: the bundled default, "
+      "DeepSeek-V2-Lite ESFT routing on GB200 NVL72 at EP 32)");
+  add_sim_options(*cmd, args->sim);
+  cmd->add_flag("--json", args->json, "print the report as JSON instead of the table");
+  cmd->add_flag("--explain", args->explain, "print what every column means under the table");
+  cmd->add_flag("--host-planner-time", args->host_planner_time,
+                "also report the measured host wall time of each planner call (not deterministic)");
+  cmd->add_option("--timeline", args->timeline,
+                  "write a Chrome/Perfetto trace of ranks and phases to this file");
+  cmd->add_option("--dump-topology", args->dump_topology,
+                  "write the topology (with sources) and the SimGrid platform that was built to this file");
+  cmd->callback([args] { run_simulate(*args); });
+}
+
+}  // namespace rackep::tools

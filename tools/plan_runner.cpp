@@ -1,0 +1,220 @@
+#include "tools/plan_runner.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
+#include "core/legality.hpp"
+#include "core/metrics.hpp"
+
+namespace rackep::tools {
+namespace {
+
+// Sums `factor` consecutive source ranks into one (a trace recorded at EP N*factor replayed at EP N).
+void merge_sources(const LoadMatrix& in, int factor, LoadMatrix& out) {
+  const int n = in.num_ranks() / factor;
+  if (out.num_ranks() != n || out.num_experts() != in.num_experts()) out = LoadMatrix(n, in.num_experts());
+  std::fill(out.values().begin(), out.values().end(), 0);
+  for (int s = 0; s < in.num_ranks(); ++s) {
+    const int32_t* src = in.row(s);
+    int32_t* dst = out.row(s / factor);
+    for (int l = 0; l < in.num_experts(); ++l) dst[l] += src[l];
+  }
+}
+
+double percentile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return 0.0;
+  // Nearest rank.
+  const size_t rank = static_cast<size_t>(std::ceil(q * static_cast<double>(sorted.size())));
+  return sorted[std::min(sorted.size() - 1, rank == 0 ? 0 : rank - 1)];
+}
+
+struct Samples {
+  std::vector<double> before, after, lb, replicas, slots, remote, ws_direct, ws_relay, us;
+  int max_instances = 0;
+};
+
+int64_t busiest(const TransferPlan& t) {
+  return std::max(t.max_egress_bytes(), t.max_ingress_bytes());
+}
+
+nlohmann::json dist_json(const Distribution& d) {
+  return {{"mean", d.mean}, {"p50", d.p50}, {"p99", d.p99}, {"max", d.max}};
+}
+
+}  // namespace
+
+Distribution Distribution::of(std::vector<double> values) {
+  Distribution d;
+  if (values.empty()) return d;
+  std::sort(values.begin(), values.end());
+  double sum = 0;
+  for (double v : values) sum += v;
+  d.mean = sum / static_cast<double>(values.size());
+  d.p50 = percentile(values, 0.50);
+  d.p99 = percentile(values, 0.99);
+  d.max = values.back();
+  return d;
+}
+
+PlanReport run_plans(RecordStream& in, const PlanRunConfig& config) {
+  const TraceManifest& manifest = in.manifest();
+  const ClusterShape& shape = config.shape;
+  shape.validate("--ranks/--slots/--domain");
+  if (manifest.num_experts != shape.num_experts())
+    throw InputError("--ranks", "experts",
+                     "trace has " + std::to_string(manifest.num_experts) + " experts, the shape needs " +
+                         std::to_string(shape.num_experts()));
+  if (manifest.num_ranks != shape.num_ranks * config.merge_sources)
+    throw InputError("--ranks", "ranks",
+                     "the trace has " + std::to_string(manifest.num_ranks) +
+                         " source ranks; replaying it at EP " + std::to_string(shape.num_ranks) +
+                         " needs a trace recorded at a multiple of that EP size");
+  std::vector<std::unique_ptr<Balancer>> balancers;
+  for (const auto& name : config.balancers) balancers.push_back(make_balancer(name, shape, config.options));
+  std::vector<Samples> samples(balancers.size());
+  // Persistent placements (eplb, lplb) move weights only when a layer's plan changes: keep each layer's last.
+  std::vector<std::map<int, Plan>> resident(balancers.size());
+  WeightSyncOptions direct = config.weight_sync;
+  direct.mode = WeightSyncMode::kDirect;
+
+  PlanReport report;
+  report.manifest = manifest;
+  report.shape = shape;
+  report.expert = config.expert;
+  TraceRecord record;
+  LoadMatrix merged;
+  while ((config.max_records == 0 || report.records < config.max_records) && in.next(record)) {
+    const LoadMatrix* loads = &record.loads;
+    if (config.merge_sources > 1) {
+      merge_sources(record.loads, config.merge_sources, merged);
+      loads = &merged;
+    }
+    const double tokens = static_cast<double>(std::max<int64_t>(loads->total(), 1));
+    for (size_t b = 0; b < balancers.size(); ++b) {
+      const auto t0 = std::chrono::steady_clock::now();
+      PlanResult r = balancers[b]->plan(*loads, {record.layer, record.microbatch});
+      const auto t1 = std::chrono::steady_clock::now();
+      if (config.check_legality) {
+        const std::vector<std::string> bad = check_plan(r.plan, &r.routed, &r.alloc);
+        RACKEP_CHECK(bad.empty(), balancers[b]->name() + " produced an illegal plan: " +
+                                      (bad.empty() ? std::string() : bad.front()));
+      }
+      const PlanMetrics m = measure_plan(*loads, r);
+      Samples& s = samples[b];
+      s.before.push_back(m.imbalance_before);
+      s.after.push_back(m.imbalance_after);
+      s.lb.push_back(m.domain_lower_bound);
+      s.replicas.push_back(static_cast<double>(m.total_replicas));
+      s.slots.push_back(static_cast<double>(m.used_redundant_slots));
+      s.remote.push_back(static_cast<double>(m.remote_tokens) / tokens);
+      s.max_instances = std::max(s.max_instances, m.max_instances);
+      s.us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+      if (balancers[b]->persistent_replicas() || !r.plan.masters_fixed) {
+        auto it = resident[b].find(record.layer);
+        const Plan initial = Plan::masters_only(shape, {});
+        const TransferPlan t = plan_persistent_weight_sync(it == resident[b].end() ? initial : it->second,
+                                                           r.plan, config.expert);
+        s.ws_direct.push_back(static_cast<double>(busiest(t)));
+        s.ws_relay.push_back(static_cast<double>(busiest(t)));
+        resident[b][record.layer] = std::move(r.plan);
+      } else {
+        s.ws_direct.push_back(static_cast<double>(busiest(plan_weight_sync(r.plan, config.expert, direct))));
+        s.ws_relay.push_back(
+            static_cast<double>(busiest(plan_weight_sync(r.plan, config.expert, config.weight_sync))));
+      }
+    }
+    ++report.records;
+  }
+  for (size_t b = 0; b < balancers.size(); ++b) {
+    Samples& s = samples[b];
+    BalancerReport br;
+    br.name = balancers[b]->name();
+    br.imbalance_before = Distribution::of(s.before);
+    br.imbalance_after = Distribution::of(s.after);
+    br.domain_lower_bound = Distribution::of(s.lb);
+    br.max_instances = s.max_instances;
+    br.replicas = Distribution::of(s.replicas);
+    br.redundant_slots_used = Distribution::of(s.slots);
+    br.remote_token_share = Distribution::of(s.remote);
+    br.ws_busiest_direct_bytes = Distribution::of(s.ws_direct);
+    br.ws_busiest_relay_bytes = Distribution::of(s.ws_relay);
+    br.planner_us = Distribution::of(s.us);
+    report.balancers.push_back(std::move(br));
+  }
+  return report;
+}
+
+void print_plan_report(const PlanReport& r, std::ostream& out, bool with_timing) {
+  char line[512];
+  const ClusterShape& sh = r.shape;
+  std::snprintf(
+      line, sizeof line,
+      "trace: %s | %lld records | EP %d (N), %d experts (L), %d masters + %d redundant slots per rank, "
+      "NVLink domain %d | expert %lldx%lld, B_w %.1f MiB\n",
+      r.manifest.model.c_str(), static_cast<long long>(r.records), sh.num_ranks, sh.num_experts(),
+      sh.num_masters, sh.num_redundant, sh.domain_size, static_cast<long long>(r.expert.hidden),
+      static_cast<long long>(r.expert.ffn), static_cast<double>(r.expert.weight_bytes()) / (1 << 20));
+  out << line << "\n";
+  out << "Balance (imbalance = max/mean tokens per rank, over records)\n";
+  std::snprintf(line, sizeof line, "%-15s %29s   %29s   %8s\n", "balancer", "before: mean   p50   p99   max",
+                "after: mean   p50   p99   max", "LB mean");
+  out << line;
+  for (const auto& b : r.balancers) {
+    std::snprintf(line, sizeof line, "%-15s %12.3f %5.3f %5.3f %5.3f   %11.3f %5.3f %5.3f %5.3f   %8.3f\n",
+                  b.name.c_str(), b.imbalance_before.mean, b.imbalance_before.p50, b.imbalance_before.p99,
+                  b.imbalance_before.max, b.imbalance_after.mean, b.imbalance_after.p50,
+                  b.imbalance_after.p99, b.imbalance_after.max, b.domain_lower_bound.mean);
+    out << line;
+  }
+  out << "\nCost (per plan; weight_sync = bytes on the busiest rank, mean over records)\n";
+  std::snprintf(line, sizeof line, "%-15s %8s %9s %7s %8s %12s %12s%s\n", "balancer", "max inst", "replicas",
+                "slots", "remote", "ws direct", "ws relay", with_timing ? "   plan us p50    p99" : "");
+  out << line;
+  for (const auto& b : r.balancers) {
+    char timing[64] = "";
+    if (with_timing)
+      std::snprintf(timing, sizeof timing, " %13.1f %6.1f", b.planner_us.p50, b.planner_us.p99);
+    std::snprintf(line, sizeof line, "%-15s %8d %9.1f %7.1f %7.1f%% %8.1f MiB %8.1f MiB%s\n", b.name.c_str(),
+                  b.max_instances, b.replicas.mean, b.redundant_slots_used.mean,
+                  100.0 * b.remote_token_share.mean, b.ws_busiest_direct_bytes.mean / (1 << 20),
+                  b.ws_busiest_relay_bytes.mean / (1 << 20), timing);
+    out << line;
+  }
+}
+
+void print_plan_report_json(const PlanReport& r, std::ostream& out, bool with_timing) {
+  nlohmann::ordered_json j;
+  j["trace"] = {{"model", r.manifest.model}, {"records", r.records}, {"top_k", r.manifest.top_k}};
+  j["shape"] = {{"ranks", r.shape.num_ranks},
+                {"experts", r.shape.num_experts()},
+                {"masters_per_rank", r.shape.num_masters},
+                {"redundant_slots_per_rank", r.shape.num_redundant},
+                {"domain_size", r.shape.domain_size}};
+  j["expert"] = {
+      {"hidden", r.expert.hidden}, {"ffn", r.expert.ffn}, {"weight_bytes", r.expert.weight_bytes()}};
+  nlohmann::ordered_json bs = nlohmann::ordered_json::array();
+  for (const auto& b : r.balancers) {
+    nlohmann::ordered_json o;
+    o["name"] = b.name;
+    o["imbalance_before"] = dist_json(b.imbalance_before);
+    o["imbalance_after"] = dist_json(b.imbalance_after);
+    o["domain_lower_bound"] = dist_json(b.domain_lower_bound);
+    o["max_instances_per_expert"] = b.max_instances;
+    o["replicas"] = dist_json(b.replicas);
+    o["redundant_slots_used"] = dist_json(b.redundant_slots_used);
+    o["remote_token_share"] = dist_json(b.remote_token_share);
+    o["weight_sync_busiest_rank_bytes_direct"] = dist_json(b.ws_busiest_direct_bytes);
+    o["weight_sync_busiest_rank_bytes_relay"] = dist_json(b.ws_busiest_relay_bytes);
+    if (with_timing) o["planner_us"] = dist_json(b.planner_us);
+    bs.push_back(std::move(o));
+  }
+  j["balancers"] = std::move(bs);
+  out << j.dump(2) << "\n";
+}
+
+}  // namespace rackep::tools

@@ -1,0 +1,322 @@
+#include "traces/import_ultraep.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "core/error.hpp"
+#include "traces/npy.hpp"
+#include "traces/zip_reader.hpp"
+
+namespace rackep {
+namespace fs = std::filesystem;
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// One chunk's arrays.
+struct Chunk {
+  std::string path;
+  int64_t n = 0;
+  std::vector<int32_t> layers;
+  std::vector<int64_t> microbatches;
+  std::vector<int32_t> pre;   // n x E
+  std::vector<int32_t> post;  // n x P
+};
+
+// Reads member `name`.npy of `zip` as a C-order array of `dtype` whose shape must be `shape` (-1: any).
+template <typename T>
+std::vector<T> read_array(const ZipReader& zip, const std::string& name, NpyDtype dtype,
+                          std::vector<int64_t> shape, int64_t& first_dim) {
+  const std::string member = name + ".npy";
+  const std::string bytes = zip.read(member);
+  const std::string source = zip.path() + ":" + member;
+  const NpyArrayInfo info = parse_npy_header(bytes, source);
+  if (info.dtype != dtype)
+    throw InputError(source, name,
+                     std::string("dtype ") + npy_descr(info.dtype) + ", expected " + npy_descr(dtype));
+  bool ok = info.shape.size() == shape.size();
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || info.shape[i] == shape[i];
+  if (!ok) {
+    std::string want = "(", got = "(";
+    for (int64_t s : shape) want += (s < 0 ? std::string("n") : std::to_string(s)) + ",";
+    for (int64_t s : info.shape) got += std::to_string(s) + ",";
+    throw InputError(source, name, "shape " + got + ") but expected " + want + ")");
+  }
+  if (first_dim < 0) first_dim = info.shape[0];
+  if (info.shape[0] != first_dim)
+    throw InputError(
+        source, name,
+        std::to_string(info.shape[0]) + " records, other arrays have " + std::to_string(first_dim));
+  const int64_t want_bytes = info.data_offset_bytes + info.num_elements * static_cast<int64_t>(sizeof(T));
+  if (static_cast<int64_t>(bytes.size()) != want_bytes)
+    throw InputError(
+        source, name,
+        std::to_string(bytes.size()) + " bytes, the header implies " + std::to_string(want_bytes));
+  std::vector<T> out(static_cast<size_t>(info.num_elements));
+  if (!out.empty()) std::memcpy(out.data(), bytes.data() + info.data_offset_bytes, out.size() * sizeof(T));
+  return out;
+}
+
+class UltraepStream final : public RecordStream {
+ public:
+  UltraepStream(const std::string& input, const ImportOptions& options, ImportReport& report);
+  const TraceManifest& manifest() const override { return manifest_; }
+  bool next(TraceRecord& record) override;
+
+ private:
+  Chunk load(size_t index) const;
+  void spread(const Chunk& c, int64_t i, int64_t record_number, LoadMatrix& out) const;
+
+  std::vector<std::string> chunk_paths_;
+  int num_experts_ = 0, num_physical_ = 0;
+  uint64_t seed_ = 0;
+  TraceManifest manifest_;
+  // Streaming state.
+  Chunk chunk_;
+  std::vector<int64_t> order_;  // records of the open chunk to emit, sorted
+  size_t next_chunk_ = 0, next_in_chunk_ = 0;
+  int64_t emitted_ = 0, last_mb_ = -1;
+  int last_pos_ = -1;
+};
+
+Chunk UltraepStream::load(size_t index) const {
+  Chunk c;
+  c.path = chunk_paths_[index];
+  ZipReader zip(c.path);
+  int64_t n = -1;
+  c.layers = read_array<int32_t>(zip, "layers", NpyDtype::kInt32, {-1}, n);
+  c.microbatches = read_array<int64_t>(zip, "microbatches", NpyDtype::kInt64, {-1}, n);
+  c.pre = read_array<int32_t>(zip, "pre_logical_loads", NpyDtype::kInt32, {-1, num_experts_}, n);
+  c.post = read_array<int32_t>(zip, "post_physical_loads", NpyDtype::kInt32, {-1, num_physical_}, n);
+  c.n = n;
+  for (int64_t i = 0; i < n; ++i) {
+    if (c.layers[i] < 0)
+      throw InputError(c.path, "layers", "record " + std::to_string(i) + " has a negative layer id");
+    if (c.microbatches[i] < 0)
+      throw InputError(c.path, "microbatches", "record " + std::to_string(i) + " has a negative microbatch");
+    for (int e = 0; e < num_experts_; ++e)
+      if (c.pre[i * num_experts_ + e] < 0)
+        throw InputError(c.path, "pre_logical_loads",
+                         "record " + std::to_string(i) + ", expert " + std::to_string(e) + " is negative");
+  }
+  return c;
+}
+
+void UltraepStream::spread(const Chunk& c, int64_t i, int64_t record_number, LoadMatrix& out) const {
+  std::vector<int64_t> global(c.pre.begin() + i * num_experts_, c.pre.begin() + (i + 1) * num_experts_);
+  spread_global_loads(global, seed_, record_number, out);
+}
+
+UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, ImportReport& report) {
+  report.format = "ultraep";
+  std::error_code ec;
+  std::string manifest_path = input;
+  if (fs::is_directory(input, ec)) {
+    std::vector<std::string> found;
+    for (const auto& entry : fs::directory_iterator(input)) {
+      const std::string name = entry.path().filename().string();
+      if (name.size() > 14 && name.compare(name.size() - 14, 14, ".manifest.json") == 0)
+        found.push_back(entry.path().string());
+    }
+    if (found.size() != 1)
+      throw InputError(input, "manifest",
+                       std::to_string(found.size()) + " *.manifest.json files; give the one to import");
+    manifest_path = found.front();
+  }
+  const std::string fname = fs::path(manifest_path).filename().string();
+  if (fname.size() <= 14 || fname.compare(fname.size() - 14, 14, ".manifest.json") != 0)
+    throw InputError(manifest_path, "manifest", "expected {trace_id}.manifest.json");
+  const std::string trace_id = fname.substr(0, fname.size() - 14);
+  const Json man = Json::parse(read_file_text(manifest_path), nullptr, false);
+  if (man.is_discarded() || !man.is_object())
+    throw InputError(manifest_path, "manifest", "not a JSON object");
+  if (!man.contains("schema") || man["schema"] != "ultra_ep_trace_v1")
+    throw InputError(manifest_path, "schema", "expected \"ultra_ep_trace_v1\"");
+  auto positive = [&](const char* field) {
+    if (!man.contains(field) || !man[field].is_number_integer() || man[field].get<int64_t>() <= 0 ||
+        man[field].get<int64_t>() > (1 << 20))
+      throw InputError(manifest_path, field, "must be a positive integer");
+    return man[field].get<int>();
+  };
+  const int ep_size = positive("ep_size");
+  const int masters = positive("num_local_master_experts");
+  const int local_physical = positive("num_local_physical_experts");
+  num_experts_ = positive("num_global_logical_experts");
+  num_physical_ = positive("num_global_physical_experts");
+  if (num_experts_ != masters * ep_size)
+    throw InputError(manifest_path, "num_global_logical_experts",
+                     std::to_string(num_experts_) + ", expected num_local_master_experts x ep_size = " +
+                         std::to_string(masters * ep_size));
+  if (num_physical_ != local_physical * ep_size)
+    throw InputError(manifest_path, "num_global_physical_experts",
+                     std::to_string(num_physical_) + ", expected num_local_physical_experts x ep_size = " +
+                         std::to_string(local_physical * ep_size));
+  if (o.top_k <= 0)
+    throw InputError("--top-k", "--top-k",
+                     "the UltraEP profiler does not record top-k: give the model's --top-k");
+  if (o.top_k > num_experts_) throw InputError("--top-k", "--top-k", "exceeds the number of experts");
+  seed_ = o.seed;
+
+  const fs::path dir = fs::path(manifest_path).parent_path();
+  const std::regex chunk_re("^" +
+                            std::regex_replace(trace_id, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
+                            R"(\.chunk([0-9]{6})\.npz$)");
+  std::map<int, std::string> chunks;
+  for (const auto& entry : fs::directory_iterator(dir.empty() ? fs::path(".") : dir)) {
+    std::smatch m;
+    const std::string name = entry.path().filename().string();
+    if (std::regex_match(name, m, chunk_re)) chunks[std::stoi(m[1].str())] = entry.path().string();
+  }
+  if (chunks.empty())
+    throw InputError(manifest_path, "chunks", "no " + trace_id + ".chunk*.npz next to the manifest");
+  if (chunks.rbegin()->first != static_cast<int>(chunks.size()) - 1)
+    throw InputError(manifest_path, "chunks",
+                     "chunk files are not numbered 0.." + std::to_string(chunks.size() - 1));
+  for (const auto& [i, p] : chunks) chunk_paths_.push_back(p);
+  const int64_t declared =
+      man.contains("chunks") && man["chunks"].is_number_integer() ? man["chunks"].get<int64_t>() : -1;
+
+  const int n_ranks = o.num_ranks > 0 ? o.num_ranks : ep_size;
+  std::vector<int64_t> pre_rank(ep_size), post_rank(ep_size);
+  LayerFilter filter(o.layers);
+  std::set<std::pair<int64_t, int>> seen;
+  int64_t records = 0, max_row = 0, routed_total = 0;
+  double pre_imb = 0, post_imb = 0, pre_max = 0, post_max = 0;
+  for (size_t ci = 0; ci < chunk_paths_.size(); ++ci) {
+    const Chunk c = load(ci);
+    for (int64_t i = 0; i < c.n; ++i, ++records) {
+      if (!seen.insert({c.microbatches[i], c.layers[i]}).second)
+        throw InputError(c.path, "microbatches",
+                         "(layer " + std::to_string(c.layers[i]) + ", microbatch " +
+                             std::to_string(c.microbatches[i]) + ") is recorded twice");
+      int64_t routed = 0, row_bound = 0;
+      std::fill(pre_rank.begin(), pre_rank.end(), 0);
+      std::fill(post_rank.begin(), post_rank.end(), 0);
+      const int32_t* pre = c.pre.data() + i * num_experts_;
+      const int32_t* post = c.post.data() + i * num_physical_;
+      for (int r = 0, e = 0; r < ep_size; ++r) {  // expert e = r * masters + m is mastered by rank r
+        int64_t sum = 0;
+        for (int m = 0; m < masters; ++m, ++e) {
+          sum += pre[e];
+          row_bound += n_ranks == 1 ? pre[e] : (pre[e] + n_ranks - 1) / n_ranks;  // ceil(W/N) per spread row
+        }
+        pre_rank[r] = sum;
+        routed += sum;
+      }
+      for (int r = 0, p = 0; r < ep_size; ++r)
+        for (int q = 0; q < local_physical; ++q, ++p) post_rank[r] += post[p];
+      filter.observe(c.layers[i], routed, c.path, "layers");
+      routed_total += routed;
+      const double a = imbalance(pre_rank), b = imbalance(post_rank);
+      pre_imb += a, post_imb += b, pre_max = std::max(pre_max, a), post_max = std::max(post_max, b);
+      max_row = std::max(max_row, row_bound);
+    }
+  }
+  const std::vector<int> layers = filter.kept(manifest_path);
+  manifest_.num_ranks = n_ranks;
+  manifest_.num_experts = num_experts_;
+  manifest_.top_k = o.top_k;
+  manifest_.layers = layers;
+  manifest_.tokens_per_rank = o.tokens_per_rank > 0 ? o.tokens_per_rank : tokens_for_row(max_row, o.top_k);
+  manifest_.model = o.model.empty() ? "UltraEP load profile " + trace_id : o.model;
+  int64_t kept = 0;
+  for (const auto& [mb, layer] : seen) kept += std::find(layers.begin(), layers.end(), layer) != layers.end();
+  manifest_.num_records = kept;
+
+  const int64_t dropped = man.contains("dropped_records") && man["dropped_records"].is_number_integer()
+                              ? man["dropped_records"].get<int64_t>()
+                              : 0;
+  auto fmt = [](double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3f", v);
+    return std::string(b);
+  };
+  const double n_rec = std::max<int64_t>(1, records);
+  report.found.push_back("trace " + trace_id + ": ep_size " + std::to_string(ep_size) + ", " +
+                         std::to_string(num_experts_) + " logical / " + std::to_string(num_physical_) +
+                         " physical experts, " + std::to_string(chunk_paths_.size()) + " chunks, " +
+                         std::to_string(records) + " records, " + std::to_string(routed_total) +
+                         " routed pairs");
+  report.found.push_back("layers " + describe_ids(layers) + " (" + std::to_string(kept) + " records kept); " +
+                         std::to_string(dropped) + " records dropped by the profiler (dropped_records)");
+  report.found.push_back("recorded rank imbalance (viewer convention): before " + fmt(pre_imb / n_rec) +
+                         " mean / " + fmt(pre_max) + " max, after UltraEP's reroute " +
+                         fmt(post_imb / n_rec) + " mean / " + fmt(post_max) + " max");
+  report.assumed.push_back(
+      "the profiler writes GLOBAL loads only (pre_logical_loads, summed over source ranks): "
+      "per-source rows are NOT recorded");
+  report.assumed.push_back("each expert's global load is spread evenly over " + std::to_string(n_ranks) +
+                           " source ranks, remainders at a seeded offset (seed " + std::to_string(o.seed) +
+                           "); column sums are exact");
+  report.assumed.push_back(
+      "top-k " + std::to_string(o.top_k) + " (--top-k); T = " + std::to_string(manifest_.tokens_per_rank) +
+      (o.tokens_per_rank > 0 ? " (--tokens-per-rank)"
+                             : " (smallest T holding sum_e ceil(W_e / N), a bound on every spread row)"));
+  report.assumed.push_back(
+      "microbatch id = the profiler's per-layer microbatch counter; post_physical_loads kept "
+      "only as the imbalance summary");
+  if (declared >= 0 && declared != static_cast<int64_t>(chunk_paths_.size()))
+    report.assumed.push_back("the manifest says " + std::to_string(declared) + " chunks but " +
+                             std::to_string(chunk_paths_.size()) + " were found (recording not closed?)");
+  if (!filter.dropped_empty().empty())
+    report.assumed.push_back("layers " + describe_ids(filter.dropped_empty()) + " route no token: dropped");
+  Json p;
+  p["recorded_by"] = "UltraEP load profiler (ultra_ep/profiling.py, ultra_ep_trace_v1)";
+  p["importer"] = "rackep trace import --from ultraep";
+  p["manifest"] = man;
+  p["source_ranks"] = "not recorded: global loads spread evenly, seeded remainder offsets";
+  p["seed"] = o.seed;
+  p["recorded_imbalance"] = {{"pre_mean", pre_imb / n_rec},
+                             {"pre_max", pre_max},
+                             {"post_mean", post_imb / n_rec},
+                             {"post_max", post_max}};
+  manifest_.provenance_json = p.dump();
+  manifest_.validate(manifest_path);
+}
+
+bool UltraepStream::next(TraceRecord& record) {
+  while (next_in_chunk_ >= order_.size()) {
+    if (next_chunk_ >= chunk_paths_.size()) return false;
+    chunk_ = load(next_chunk_++);
+    order_.clear();
+    next_in_chunk_ = 0;
+    for (int64_t i = 0; i < chunk_.n; ++i)
+      if (manifest_.layer_position(chunk_.layers[i]) >= 0) order_.push_back(i);
+    std::stable_sort(order_.begin(), order_.end(), [&](int64_t a, int64_t b) {
+      if (chunk_.microbatches[a] != chunk_.microbatches[b])
+        return chunk_.microbatches[a] < chunk_.microbatches[b];
+      return manifest_.layer_position(chunk_.layers[a]) < manifest_.layer_position(chunk_.layers[b]);
+    });
+  }
+  const int64_t i = order_[next_in_chunk_++];
+  const int pos = manifest_.layer_position(chunk_.layers[i]);
+  if (chunk_.microbatches[i] < last_mb_ || (chunk_.microbatches[i] == last_mb_ && pos <= last_pos_))
+    throw InputError(chunk_.path, "microbatches",
+                     "(layer " + std::to_string(chunk_.layers[i]) + ", microbatch " +
+                         std::to_string(chunk_.microbatches[i]) +
+                         ") comes after a later microbatch in an earlier chunk");
+  last_mb_ = chunk_.microbatches[i];
+  last_pos_ = pos;
+  record.layer = chunk_.layers[i];
+  record.microbatch = chunk_.microbatches[i];
+  if (record.loads.num_ranks() != manifest_.num_ranks || record.loads.num_experts() != num_experts_)
+    record.loads = LoadMatrix(manifest_.num_ranks, num_experts_);
+  spread(chunk_, i, record.microbatch * 1000003 + record.layer, record.loads);
+  ++emitted_;
+  return true;
+}
+
+}  // namespace
+
+std::unique_ptr<RecordStream> open_ultraep_profile(const std::string& manifest_or_dir,
+                                                   const ImportOptions& options, ImportReport& report) {
+  return std::make_unique<UltraepStream>(manifest_or_dir, options, report);
+}
+
+}  // namespace rackep

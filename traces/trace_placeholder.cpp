@@ -1,2 +1,0 @@
-// Removed once traces/ has its real sources.
-namespace rackep {}

@@ -1,0 +1,164 @@
+#include "traces/zip_reader.hpp"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "core/error.hpp"
+#include "traces/import_common.hpp"
+
+namespace rackep {
+
+namespace {
+
+constexpr uint32_t kEocdSig = 0x06054b50;
+constexpr uint32_t kZip64EocdSig = 0x06064b50;
+constexpr uint32_t kZip64LocatorSig = 0x07064b50;
+constexpr uint32_t kCentralSig = 0x02014b50;
+constexpr uint32_t kLocalSig = 0x04034b50;
+
+uint64_t le(const unsigned char* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+}  // namespace
+
+ZipReader::ZipReader(std::string path) : path_(std::move(path)), file_(std::make_unique<MappedFile>(path_)) {
+  const unsigned char* d = file_->data();
+  const size_t size = file_->size();
+  // The end-of-central-directory record is the last 22 bytes plus a comment of up to 65535 bytes.
+  if (size < 22)
+    throw InputError(path_, "zip", "truncated: " + std::to_string(size) + " bytes, not a ZIP archive");
+  size_t eocd = SIZE_MAX;
+  const size_t lowest = size >= 22 + 65535 ? size - 22 - 65535 : 0;
+  for (size_t p = size - 22 + 1; p-- > lowest;)
+    if (le(d + p, 4) == kEocdSig && p + 22 + le(d + p + 20, 2) == size) {
+      eocd = p;
+      break;
+    }
+  if (eocd == SIZE_MAX)
+    throw InputError(path_, "zip", "no end-of-central-directory record: truncated, or not a ZIP archive");
+  uint64_t count = le(d + eocd + 10, 2);
+  uint64_t dir_bytes = le(d + eocd + 12, 4);
+  uint64_t dir_offset = le(d + eocd + 16, 4);
+  if (count == 0xffff || dir_bytes == 0xffffffffu || dir_offset == 0xffffffffu) {
+    if (eocd < 20 || le(d + eocd - 20, 4) != kZip64LocatorSig)
+      throw InputError(path_, "zip", "ZIP64 sizes without a ZIP64 locator");
+    const uint64_t z = le(d + eocd - 20 + 8, 8);
+    if (z > size - 56 || le(d + z, 4) != kZip64EocdSig)
+      throw InputError(path_, "zip", "the ZIP64 end-of-central-directory record is missing or past the end");
+    count = le(d + z + 32, 8);
+    dir_bytes = le(d + z + 40, 8);
+    dir_offset = le(d + z + 48, 8);
+  }
+  if (dir_offset > size || dir_bytes > size - dir_offset)
+    throw InputError(path_, "zip", "the central directory lies past the end of the file: truncated");
+  size_t p = static_cast<size_t>(dir_offset);
+  const size_t end = static_cast<size_t>(dir_offset + dir_bytes);
+  for (uint64_t i = 0; i < count; ++i) {
+    if (p + 46 > end || le(d + p, 4) != kCentralSig)
+      throw InputError(path_, "zip", "central directory entry " + std::to_string(i) + " is damaged");
+    ZipEntry e;
+    const uint16_t flags = static_cast<uint16_t>(le(d + p + 8, 2));
+    e.method = static_cast<uint16_t>(le(d + p + 10, 2));
+    e.crc32 = static_cast<uint32_t>(le(d + p + 16, 4));
+    e.compressed_bytes = le(d + p + 20, 4);
+    e.uncompressed_bytes = le(d + p + 24, 4);
+    const size_t name_len = le(d + p + 28, 2), extra_len = le(d + p + 30, 2), comment_len = le(d + p + 32, 2);
+    e.local_header_offset = le(d + p + 42, 4);
+    if (p + 46 + name_len + extra_len + comment_len > end)
+      throw InputError(path_, "zip",
+                       "central directory entry " + std::to_string(i) + " runs past the directory");
+    e.name.assign(reinterpret_cast<const char*>(d + p + 46), name_len);
+    // ZIP64 extended information: the fields that are 0xffffffff in the record, in this order.
+    for (size_t x = p + 46 + name_len; x + 4 <= p + 46 + name_len + extra_len;) {
+      const uint16_t id = static_cast<uint16_t>(le(d + x, 2)), len = static_cast<uint16_t>(le(d + x + 2, 2));
+      if (id == 0x0001) {
+        size_t f = x + 4;
+        auto take = [&](uint64_t& field) {
+          if (field == 0xffffffffu && f + 8 <= x + 4 + len) {
+            field = le(d + f, 8);
+            f += 8;
+          }
+        };
+        take(e.uncompressed_bytes);
+        take(e.compressed_bytes);
+        take(e.local_header_offset);
+      }
+      x += 4 + len;
+    }
+    if (flags & 0x1) throw InputError(path_, e.name, "encrypted entries are not supported");
+    if (e.method != 0 && e.method != 8)
+      throw InputError(path_, e.name,
+                       "compression method " + std::to_string(e.method) + " (only stored and deflate)");
+    entries_.push_back(std::move(e));
+    p += 46 + name_len + extra_len + comment_len;
+  }
+}
+
+ZipReader::~ZipReader() = default;
+
+const ZipEntry* ZipReader::find(const std::string& name) const {
+  for (const ZipEntry& e : entries_)
+    if (e.name == name) return &e;
+  return nullptr;
+}
+
+std::string ZipReader::read(const std::string& name) const {
+  const ZipEntry* e = find(name);
+  if (e == nullptr) throw InputError(path_, name, "missing from the archive");
+  const unsigned char* d = file_->data();
+  const size_t size = file_->size();
+  const uint64_t h = e->local_header_offset;
+  if (h > size || size - h < 30 || le(d + h, 4) != kLocalSig)
+    throw InputError(path_, name, "the local header is missing or damaged: truncated archive");
+  const uint64_t start = h + 30 + le(d + h + 26, 2) + le(d + h + 28, 2);
+  if (start > size || e->compressed_bytes > size - start)
+    throw InputError(
+        path_, name,
+        "its " + std::to_string(e->compressed_bytes) + " bytes run past the end of the file: truncated");
+  if (e->uncompressed_bytes > (uint64_t{1} << 40))
+    throw InputError(path_, name, "implausible size " + std::to_string(e->uncompressed_bytes));
+  std::string out;
+  const unsigned char* src = d + start;
+  if (e->method == 0) {
+    if (e->compressed_bytes != e->uncompressed_bytes)
+      throw InputError(path_, name, "stored entry with differing compressed and uncompressed sizes");
+    out.assign(reinterpret_cast<const char*>(src), e->compressed_bytes);
+  } else {
+    out.resize(e->uncompressed_bytes);
+    z_stream z{};
+    if (inflateInit2(&z, -MAX_WBITS) != Z_OK) throw InputError(path_, name, "zlib initialisation failed");
+    uint64_t in_left = e->compressed_bytes, out_done = 0;
+    int rc = Z_OK;
+    z.next_in = const_cast<Bytef*>(src);
+    while (rc == Z_OK) {
+      const uInt in_now = static_cast<uInt>(std::min<uint64_t>(in_left, UINT_MAX));
+      const uInt out_now = static_cast<uInt>(std::min<uint64_t>(out.size() - out_done, UINT_MAX));
+      z.avail_in = in_now;
+      z.next_out = reinterpret_cast<Bytef*>(&out[0]) + out_done;
+      z.avail_out = out_now;
+      rc = inflate(&z, Z_NO_FLUSH);
+      in_left -= in_now - z.avail_in;
+      out_done += out_now - z.avail_out;
+      if (rc == Z_OK && z.avail_in == 0 && in_left == 0) break;
+      if (rc == Z_BUF_ERROR && out_now == 0) break;
+    }
+    inflateEnd(&z);
+    if (rc != Z_STREAM_END || out_done != e->uncompressed_bytes)
+      throw InputError(path_, name, "deflate data is corrupt or truncated");
+  }
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (size_t off = 0; off < out.size(); off += UINT_MAX / 2) {
+    const size_t n = std::min<size_t>(out.size() - off, UINT_MAX / 2);
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(out.data() + off), static_cast<uInt>(n));
+  }
+  if (static_cast<uint32_t>(crc) != e->crc32)
+    throw InputError(path_, name, "CRC-32 mismatch: the data is damaged");
+  return out;
+}
+
+}  // namespace rackep
