@@ -70,7 +70,9 @@ class UltraepStream final : public RecordStream {
   bool next(TraceRecord& record) override;
 
  private:
-  Chunk load(size_t index) const;
+  // Reads chunk `index`; post_physical_loads only when `with_post` (pass 1 summarises it, pass 2 does not
+  // need it).
+  Chunk load(size_t index, bool with_post) const;
   void spread(const Chunk& c, int64_t i, int64_t record_number, LoadMatrix& out) const;
 
   std::vector<std::string> chunk_paths_;
@@ -85,7 +87,7 @@ class UltraepStream final : public RecordStream {
   int last_pos_ = -1;
 };
 
-Chunk UltraepStream::load(size_t index) const {
+Chunk UltraepStream::load(size_t index, bool with_post) const {
   Chunk c;
   c.path = chunk_paths_[index];
   ZipReader zip(c.path);
@@ -93,7 +95,8 @@ Chunk UltraepStream::load(size_t index) const {
   c.layers = read_array<int32_t>(zip, "layers", NpyDtype::kInt32, {-1}, n);
   c.microbatches = read_array<int64_t>(zip, "microbatches", NpyDtype::kInt64, {-1}, n);
   c.pre = read_array<int32_t>(zip, "pre_logical_loads", NpyDtype::kInt32, {-1, num_experts_}, n);
-  c.post = read_array<int32_t>(zip, "post_physical_loads", NpyDtype::kInt32, {-1, num_physical_}, n);
+  if (with_post)
+    c.post = read_array<int32_t>(zip, "post_physical_loads", NpyDtype::kInt32, {-1, num_physical_}, n);
   c.n = n;
   for (int64_t i = 0; i < n; ++i) {
     if (c.layers[i] < 0)
@@ -189,7 +192,7 @@ UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, I
   int64_t records = 0, max_row = 0, routed_total = 0;
   double pre_imb = 0, post_imb = 0, pre_max = 0, post_max = 0;
   for (size_t ci = 0; ci < chunk_paths_.size(); ++ci) {
-    const Chunk c = load(ci);
+    const Chunk c = load(ci, true);
     for (int64_t i = 0; i < c.n; ++i, ++records) {
       if (!seen.insert({c.microbatches[i], c.layers[i]}).second)
         throw InputError(c.path, "microbatches",
@@ -283,7 +286,7 @@ UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, I
 bool UltraepStream::next(TraceRecord& record) {
   while (next_in_chunk_ >= order_.size()) {
     if (next_chunk_ >= chunk_paths_.size()) return false;
-    chunk_ = load(next_chunk_++);
+    chunk_ = load(next_chunk_++, false);
     order_.clear();
     next_in_chunk_ = 0;
     for (int64_t i = 0; i < chunk_.n; ++i)
