@@ -124,6 +124,13 @@ void WeightSyncEngine::upload(const std::vector<CopyTask>& tasks, const std::vec
 
 void WeightSyncEngine::prepare_all_ranks(const WeightSyncTaskList& list, const WeightSyncBuffers& buffers,
                                          cudaStream_t stream) {
+  prepare_ranks(list, buffers, 0, list.shape.num_ranks, stream);
+}
+
+void WeightSyncEngine::prepare_ranks(const WeightSyncTaskList& list, const WeightSyncBuffers& buffers,
+                                     int first_rank, int num_ranks, cudaStream_t stream) {
+  if (first_rank < 0 || num_ranks < 0 || first_rank + num_ranks > list.shape.num_ranks)
+    throw InputError("weight_sync", "ranks", "rank block out of range");
   struct Entry {
     int chunk_key, stage, rank, index;
   };
@@ -160,6 +167,7 @@ void WeightSyncEngine::prepare_all_ranks(const WeightSyncTaskList& list, const W
       throw InputError(
           "weight_sync", "tasks",
           "a stage-2 task of rank " + std::to_string(e.rank) + " precedes the chunk it forwards");
+    if (e.rank < first_rank || e.rank >= first_rank + num_ranks) continue;
     resolve(list, buffers, st, t, e.rank, tile, tasks, dsts, signals, remaining, bytes_written_);
     tile += t.num_tiles;
   }
@@ -209,6 +217,14 @@ GradReduceEngine::~GradReduceEngine() {
 
 void GradReduceEngine::prepare(const GradReducePlan& plan, const GradReduceBuffers& buffers, int rank,
                                cudaStream_t stream) {
+  if (rank < 0)
+    prepare_ranks(plan, buffers, 0, plan.shape.num_ranks, stream);
+  else
+    prepare_ranks(plan, buffers, rank, 1, stream);
+}
+
+void GradReduceEngine::prepare_ranks(const GradReducePlan& plan, const GradReduceBuffers& buffers,
+                                     int first_rank, int num_ranks, cudaStream_t stream) {
   auto grad = [&](int32_t p) {
     if (p < 0 || static_cast<size_t>(p) >= buffers.slot_grads.size() || buffers.slot_grads[p] == nullptr)
       throw InputError("grad_reduce", "slot_grads", "no buffer for physical slot " + std::to_string(p));
@@ -222,7 +238,8 @@ void GradReduceEngine::prepare(const GradReducePlan& plan, const GradReduceBuffe
   pulled_bytes_ = 0;
   const int s_slots = plan.shape.slots_per_rank();
   for (const GradReduceGroup& g : grad_reduce_groups(plan)) {
-    if (rank >= 0 && g.master_physical / s_slots != rank) continue;
+    const int puller = g.master_physical / s_slots;
+    if (puller < first_rank || puller >= first_rank + num_ranks) continue;
     for (int shard = 0; shard < ExpertBytes::kNumShards; ++shard) {
       const int64_t offset = shard == 0 ? 0 : plan.expert.shard_elements(0);
       const int64_t floats = plan.expert.shard_elements(shard);

@@ -46,6 +46,14 @@ class WeightSyncEngine {
   /// missing or misaligned (16 B), or when sizes are not multiples of 16.
   void prepare_all_ranks(const WeightSyncTaskList& list, const WeightSyncBuffers& buffers,
                          cudaStream_t stream);
+  /// Stage 1 and stage 2 of ranks [first_rank, first_rank + num_ranks) in one launch, in the same (chunk,
+  /// stage) order (one GPU hosting a block of ranks, the others' blocks launched concurrently on their own
+  /// GPUs: a stage-2 tile may wait on a flag raised by another GPU's stage 1, which never waits, so no GPU
+  /// can deadlock). Flags are written and read with system scope; buffers of other GPUs must be reachable
+  /// (peer access or CUDA IPC). Throws InputError as prepare_all_ranks, or when a stage-2 task has no
+  /// producer anywhere in the list.
+  void prepare_ranks(const WeightSyncTaskList& list, const WeightSyncBuffers& buffers, int first_rank,
+                     int num_ranks, cudaStream_t stream);
   /// One rank's stage (1 or 2) in task-list order, for one device or process per rank: launch stage 1 and
   /// stage 2 on two streams of that rank's device (stage 2 spins on flags raised by other ranks' stage 1).
   void prepare_rank_stage(const WeightSyncTaskList& list, const WeightSyncBuffers& buffers, int rank,
@@ -95,6 +103,10 @@ class GradReduceEngine {
   /// Tasks for every (master, shard) of `plan` whose puller is `rank` (-1: all ranks, emulated on one GPU).
   /// Throws InputError on a missing or misaligned buffer.
   void prepare(const GradReducePlan& plan, const GradReduceBuffers& buffers, int rank, cudaStream_t stream);
+  /// Tasks whose puller is in [first_rank, first_rank + num_ranks) (one GPU hosting a block of ranks; the
+  /// replicas may live on peer GPUs or behind CUDA IPC mappings).
+  void prepare_ranks(const GradReducePlan& plan, const GradReduceBuffers& buffers, int first_rank,
+                     int num_ranks, cudaStream_t stream);
   /// Launches with `num_blocks` persistent blocks (the grad_reduce SM budget, default 42 in UltraEP).
   void run(int num_blocks, cudaStream_t stream);
 

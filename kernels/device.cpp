@@ -2,6 +2,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstdlib>
+
 #include "kernels/check.hpp"
 
 namespace rackep::kernels {
@@ -63,6 +65,16 @@ std::vector<DeviceInfo> require_gpus(int min_devices) {
   std::vector<DeviceInfo> out;
   for (int i = 0; i < count; ++i) out.push_back(device_info(i));
   return out;
+}
+
+int mpi_launcher_world_size() {
+  auto read = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v != nullptr ? std::atoi(v) : 0;
+  };
+  if (const int n = read("OMPI_COMM_WORLD_SIZE"); n > 0) return n;
+  if (const int n = read("PMI_SIZE"); n > 0) return n;
+  return 0;
 }
 
 }  // namespace rackep::kernels

@@ -47,4 +47,9 @@ DeviceInfo device_info(int index);
 /// exist.
 std::vector<DeviceInfo> require_gpus(int min_devices = 1);
 
+/// Number of processes of the job when this process was started by an MPI launcher (mpirun/mpiexec of
+/// OpenMPI: OMPI_COMM_WORLD_SIZE; MPICH/Hydra: PMI_SIZE), else 0.
+/// Needs no MPI library, so a build without MPI can refuse to run K copies of the whole job.
+int mpi_launcher_world_size();
+
 }  // namespace rackep::kernels

@@ -43,6 +43,21 @@ __global__ void __launch_bounds__(kThreads) permute_rows_kernel(PermuteArgs a) {
     a.dst_origin[d * 3 + lane] = a.src_origin[s * 3 + lane];
 }
 
+__global__ void __launch_bounds__(kThreads) move_rows_kernel(MoveRowsArgs a) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (i >= a.count) return;
+  const int sb = a.src_buf != nullptr ? a.src_buf[i] : 0;
+  const int db = a.dst_buf != nullptr ? a.dst_buf[i] : 0;
+  const int64_t s = a.src_row != nullptr ? a.src_row[i] : i;
+  const int64_t d = a.dst_row != nullptr ? a.dst_row[i] : i;
+  const int4* src = reinterpret_cast<const int4*>(a.src_bufs[sb] + s * a.hidden);
+  int4* dst = reinterpret_cast<int4*>(a.dst_bufs[db] + d * a.hidden);
+  for (int64_t v = lane; v < a.hidden / 8; v += 32) dst[v] = src[v];
+  if (lane < 3 && a.src_origin != nullptr && a.dst_origin != nullptr)
+    a.dst_origin[db][d * 3 + lane] = a.src_origin[sb][s * 3 + lane];
+}
+
 __global__ void __launch_bounds__(kThreads)
     swiglu_kernel(const __nv_bfloat16* gu, __nv_bfloat16* act, int64_t rows, int64_t ffn) {
   const int64_t n = rows * ffn;
@@ -102,6 +117,12 @@ void launch_permute_rows(const PermuteArgs& a, cudaStream_t stream) {
   if (a.count == 0) return;
   permute_rows_kernel<<<blocks_for(a.count, kWarps), kThreads, 0, stream>>>(a);
   RACKEP_CUDA_LAUNCH_CHECK("permute_rows_kernel");
+}
+
+void launch_move_rows(const MoveRowsArgs& a, cudaStream_t stream) {
+  if (a.count == 0) return;
+  move_rows_kernel<<<blocks_for(a.count, kWarps), kThreads, 0, stream>>>(a);
+  RACKEP_CUDA_LAUNCH_CHECK("move_rows_kernel");
 }
 
 void launch_swiglu(const uint16_t* gu, uint16_t* act, int64_t rows, int64_t ffn, cudaStream_t stream) {

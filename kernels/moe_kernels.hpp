@@ -45,6 +45,23 @@ struct PermuteArgs {
 };
 void launch_permute_rows(const PermuteArgs& args, cudaStream_t stream);
 
+/// Row i goes from src_bufs[src_buf[i]] row src_row[i] to dst_bufs[dst_buf[i]] row dst_row[i], with its
+/// 3 origin ints when both origin arrays are given (between the emulated ranks of one GPU and its NCCL
+/// send/staging buffers: kernels/ep_exchange.hpp). Null index arrays mean buffer 0 / identity rows.
+struct MoveRowsArgs {
+  const uint16_t* const* src_bufs = nullptr;  ///< device array of row buffers
+  const int32_t* src_buf = nullptr;
+  const int64_t* src_row = nullptr;
+  const int32_t* const* src_origin = nullptr;  ///< device array of origin buffers; may be null
+  uint16_t* const* dst_bufs = nullptr;
+  const int32_t* dst_buf = nullptr;
+  const int64_t* dst_row = nullptr;
+  int32_t* const* dst_origin = nullptr;  ///< may be null
+  int64_t count = 0;
+  int64_t hidden = 0;
+};
+void launch_move_rows(const MoveRowsArgs& args, cudaStream_t stream);
+
 /// gu [rows, 2F] -> act [rows, F].
 void launch_swiglu(const uint16_t* gu, uint16_t* act, int64_t rows, int64_t ffn, cudaStream_t stream);
 

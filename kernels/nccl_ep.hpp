@@ -26,6 +26,7 @@
 
 #include "core/ref_dispatch.hpp"
 #include "kernels/check.hpp"
+#include "kernels/ep_layout.hpp"
 
 #define RACKEP_NCCL_CHECK(call)                                                                   \
   do {                                                                                            \
@@ -61,7 +62,53 @@ void nccl_exchange_dispatch(ncclComm_t comm, int rank, const DispatchLayout& lay
 void nccl_exchange_combine(ncclComm_t comm, int rank, const DispatchLayout& layout, int64_t hidden,
                            const uint16_t* staged_outputs, uint16_t* returned, cudaStream_t stream);
 
+/// GPU-level dispatch exchange of GPU `gpu` (NCCL rank = GPU index of the placement) for ranks placed in
+/// blocks (kernels/ep_layout.hpp): one ncclSend of rows (bf16) and one of origins (3 int32 per row) per other
+/// GPU from `send` at send_offset(gpu, h), one ncclRecv pair per other GPU into `staging` at
+/// staging_offset(gpu, g). Asynchronous on `stream`, inside its own NCCL group (nest it in an outer
+/// ncclGroupStart/End when one thread drives several GPUs).
+void nccl_exchange_gpu_dispatch(ncclComm_t comm, int gpu, const GpuExchangeLayout& layout, int64_t hidden,
+                                const uint16_t* send, const int32_t* send_origin, uint16_t* staging,
+                                int32_t* staging_origin, cudaStream_t stream);
+
+/// GPU-level combine exchange: the staging-ordered expert outputs `back` go back to the GPUs they came from;
+/// the rows this GPU sent come back into `returned` at the rows they had in its send buffer.
+void nccl_exchange_gpu_combine(ncclComm_t comm, int gpu, const GpuExchangeLayout& layout, int64_t hidden,
+                               const uint16_t* back, uint16_t* returned, cudaStream_t stream);
+
+/// Device-side barrier over the communicator: a one-int ncclAllReduce on `stream` (`scratch`: one device
+/// int32). Work queued on `stream` after it starts only once every rank's stream reached it.
+void nccl_device_barrier(ncclComm_t comm, int32_t* scratch, cudaStream_t stream);
+
 #if RACKEP_HAVE_MPI
+/// MPI for one process per GPU: initialises MPI (MPI_Init_thread, MPI_THREAD_FUNNELED) unless the caller
+/// already did, and finalises on destruction when it initialised. local_rank() is the process's index among
+/// those on its node (MPI_Comm_split_type shared memory), used to pick its GPU.
+class MpiSession {
+ public:
+  MpiSession();
+  ~MpiSession();
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  int local_rank() const { return local_rank_; }
+  /// Collective: the maximum / sum of `v` over all processes.
+  double max(double v) const;
+  int64_t sum(int64_t v) const;
+  /// Collective: true when `v` is true on every process.
+  bool all(bool v) const;
+  void barrier() const;
+  /// Ends every process of the job (an exception in one process would leave the others waiting in NCCL).
+  [[noreturn]] void abort(int code) const;
+
+ private:
+  bool initialised_here_ = false;
+  int rank_ = 0;
+  int size_ = 1;
+  int local_rank_ = 0;
+};
+
 /// One process per GPU: rank 0 creates the ncclUniqueId and broadcasts it over MPI_COMM_WORLD; every process
 /// joins with its MPI rank on the current device. MPI must be initialised by the caller.
 ncclComm_t nccl_comm_from_mpi();

@@ -181,18 +181,14 @@ void run_import(const ImportArgs& a) {
                                                : "the sequences of the microbatch left open at the end")
             << ")\n";
 
-  TraceWriter writer(a.out, composer.manifest(), {a.chunk_records});
-  for (const auto& [name, text] : routing->notices) writer.add_side_file(name, text);
-  TraceRecord r;
-  while (composer.next(r)) writer.append(r);
-  const TraceManifest& m = writer.close();
+  // Written beside --out and renamed when complete: a failed import leaves nothing behind.
+  const TraceManifest m = write_trace_atomic(composer, a.out, {a.chunk_records}, routing->notices);
   std::cout << "wrote " << a.out << "\n";
   print_manifest_summary(m, std::cout);
   if (!routing->notices.empty())
     std::cout << "license notice copied: " << routing->notices.front().first << "\n";
-  logger("traces")->info("import: read {} tokens in {:.2f} s, wrote {} records ({} bytes) in {:.2f} s total",
-                         routing->num_tokens(), read_s, m.num_records, writer.bytes_written(),
-                         seconds_since(t0));
+  logger("traces")->info("import: read {} tokens in {:.2f} s, wrote {} records in {:.2f} s total",
+                         routing->num_tokens(), read_s, m.num_records, seconds_since(t0));
 }
 
 // ---- stat ------------------------------------------------------------------------------------------------

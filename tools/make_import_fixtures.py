@@ -153,11 +153,19 @@ def npy_bytes(descr, shape, payload):
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + payload
 
 
+def zip_info(name):
+    """A member with a fixed timestamp, so that regenerated fixtures are byte-identical."""
+    import zipfile
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_STORED
+    return info
+
+
 def write_npz(path, arrays):
     import zipfile
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
         for name, blob in arrays:
-            with zf.open(name + ".npy", "w", force_zip64=True) as f:  # as numpy.savez does
+            with zf.open(zip_info(name + ".npy"), "w", force_zip64=True) as f:  # as numpy.savez does
                 f.write(blob)
 
 
@@ -277,11 +285,11 @@ def write_torch_save(path, obj_builder):
                 sys.modules[k] = v
     stem = os.path.splitext(os.path.basename(path))[0]
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr(stem + "/data.pkl", buf.getvalue())
-        zf.writestr(stem + "/byteorder", "little")
+        zf.writestr(zip_info(stem + "/data.pkl"), buf.getvalue())
+        zf.writestr(zip_info(stem + "/byteorder"), "little")
         for st in storages:
-            zf.writestr(stem + "/data/" + st.key, struct.pack("<%di" % len(st.values), *st.values))
-        zf.writestr(stem + "/version", "3\n")
+            zf.writestr(zip_info(stem + "/data/" + st.key), struct.pack("<%di" % len(st.values), *st.values))
+        zf.writestr(zip_info(stem + "/version"), "3\n")
 
 
 def write_sglang(out):
@@ -336,8 +344,8 @@ def write_sglang(out):
     evil = b"\x80\x02cos\nsystem\nX\x0b\x00\x00\x00echo pwned!\x85R."
     import zipfile
     with zipfile.ZipFile(os.path.join(d, "evil.pt"), "w") as zf:
-        zf.writestr("evil/data.pkl", evil)
-        zf.writestr("evil/version", "3\n")
+        zf.writestr(zip_info("evil/data.pkl"), evil)
+        zf.writestr(zip_info("evil/version"), "3\n")
 
 
 def write_vllm(out):

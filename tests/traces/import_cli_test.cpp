@@ -65,16 +65,39 @@ TEST(ImportCli, UltraepThenPlan) {
   import_then_plan("--from ultraep " + kFix + "/ultraep --top-k 2 --seed 3", "ep_size 4", 12);
 }
 
+TEST(ImportCli, SglangThenPlan) {
+  import_then_plan("--from sglang " + kFix + "/sglang/per_pass --top-k 2", "mode per_pass", 9);
+  import_then_plan("--from sglang " + kFix + "/sglang/stat --top-k 2 --ranks 4 --seed 1", "mode stat", 9);
+  import_then_plan("--from sglang " + kFix + "/sglang/csv --top-k 2", "mode legacy csv", 3);
+}
+
+TEST(ImportCli, VllmThenPlan) {
+  import_then_plan("--from vllm " + kFix +
+                       "/vllm/responses.jsonl --experts 16 --layers 1-3 --ranks 2 --tokens-per-rank 32",
+                   "6 responses", 9);
+}
+
+TEST(ImportCli, EsftIsAtomicToo) {
+  test::TempDir tmp;
+  const std::string esft = std::string(RACKEP_SOURCE_DIR) + "/traces/data/esft-deepseek-v2-lite/intent";
+  // T = 100000 fills no microbatch: the import fails and leaves nothing.
+  const CliRun r = run("trace import --from esft " + esft +
+                       " --ranks 8 --tokens-per-rank 100000 --layers 1 --out " + tmp.path("out"));
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_FALSE(fs::exists(tmp.path("out")));
+}
+
 TEST(ImportCli, ExportRoundTrip) {
   test::TempDir tmp;
   ASSERT_EQ(run("trace import --from trtllm " + kFix + "/trtllm --out " + tmp.path("a")).exit_code, 0);
   for (const char* fmt : {"trtllm", "jsonl"}) {
     const std::string exported = tmp.path(std::string("x.") + fmt);
-    const CliRun e = run(std::string("trace export --to ") + fmt + " " + tmp.path("a") + " --out " + exported);
+    const CliRun e =
+        run(std::string("trace export --to ") + fmt + " " + tmp.path("a") + " --out " + exported);
     ASSERT_EQ(e.exit_code, 0) << e.out;
     const std::string back = tmp.path(std::string("b.") + fmt);
     const CliRun i = run(std::string("trace import --from ") + fmt + " " + exported +
-                      " --ranks 4 --experts 16 --tokens-per-rank 40 --out " + back);
+                         " --ranks 4 --experts 16 --tokens-per-rank 40 --out " + back);
     ASSERT_EQ(i.exit_code, 0) << i.out;
     // Same records: the chunk files are byte-identical.
     EXPECT_EQ(test::read_bytes(tmp.path("a/chunk-000000.loads.npy")),

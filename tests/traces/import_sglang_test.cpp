@@ -82,7 +82,10 @@ TEST(ImportSglang, PickleAllowList) {
   test::expect_input_error([] { unpickle(std::string("\x80\x02}q\x00(X\x04\x00\x00\x00ra", 13), "p"); }, "p",
                            "pickle");
   test::expect_input_error([] { unpickle("\x80\x02\x81.", "p"); }, "p", "pickle");  // NEWOBJ
-  const auto v = unpickle(std::string("\x80\x02}q\x00(X\x01\x00\x00\x00" "aK\x07u.", 16), "p");
+  const auto v = unpickle(std::string("\x80\x02}q\x00(X\x01\x00\x00\x00"
+                                      "aK\x07u.",
+                                      16),
+                          "p");
   ASSERT_NE(v->get("a"), nullptr);
   EXPECT_EQ(v->get("a")->i, 7);
 }
