@@ -8,11 +8,23 @@
 namespace rackep {
 namespace {
 
+// Stable insertion sort: the candidate lists are short (instances of one expert), and std::stable_sort
+// would allocate a buffer on every call. Same order as any stable sort.
+template <class Less>
+void stable_insertion_sort(std::vector<int>& v, Less less) {
+  for (size_t i = 1; i < v.size(); ++i) {
+    const int x = v[i];
+    size_t k = i;
+    for (; k > 0 && less(x, v[k - 1]); --k) v[k] = v[k - 1];
+    v[k] = x;
+  }
+}
+
 // Hands `leftover` single tokens to the candidates with the largest remainders; `order` holds candidate
 // positions already sorted by the tie-break rule, so a stable sort on the remainder keeps it.
 void give_leftover(int64_t leftover, std::vector<int>& order, const std::vector<int64_t>& remainder,
                    int32_t* out) {
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return remainder[a] > remainder[b]; });
+  stable_insertion_sort(order, [&](int a, int b) { return remainder[a] > remainder[b]; });
   RACKEP_CHECK(leftover <= static_cast<int64_t>(order.size()), "largest-remainder leftover too large");
   for (int64_t i = 0; i < leftover; ++i) out[order[i]] += 1;
 }
@@ -80,7 +92,7 @@ void allocate_source_expert(const Plan& plan, const LoadMatrix& loads, int sourc
     order.push_back(j);
   }
   // Ties: lower host rank, then lower j.
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+  stable_insertion_sort(order, [&](int a, int b) {
     const int ha = plan.host(expert, a);
     const int hb = plan.host(expert, b);
     return ha != hb ? ha < hb : a < b;
@@ -92,9 +104,16 @@ Allocation allocate_by_quota(const Plan& plan, const LoadMatrix& loads, bool loc
   RACKEP_CHECK(plan.has_quota, "allocate_by_quota needs a plan with quotas");
   Allocation a = Allocation::shaped_for(plan);
   const int l_count = plan.num_experts();
-  for (int s = 0; s < a.num_ranks; ++s)
-    for (int l = 0; l < l_count; ++l)
-      allocate_source_expert(plan, loads, s, l, locality_aware, &a.at(s, l, 0));
+  for (int s = 0; s < a.num_ranks; ++s) {
+    const int32_t* row = loads.row(s);
+    for (int l = 0; l < l_count; ++l) {
+      if (plan.lcnt[l] == 1) {
+        a.at(s, l, 0) = row[l];  // a single instance serves every token (as allocate_source_expert does)
+      } else {
+        allocate_source_expert(plan, loads, s, l, locality_aware, &a.at(s, l, 0));
+      }
+    }
+  }
   return a;
 }
 

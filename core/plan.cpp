@@ -53,29 +53,40 @@ Allocation Allocation::shaped_for(const Plan& plan) {
   return a;
 }
 
+namespace {
+
+// Host rank of every instance in the allocation's flat numbering.
+std::vector<int> instance_hosts(const Plan& plan, const Allocation& alloc) {
+  std::vector<int> hosts(static_cast<size_t>(alloc.num_instances()));
+  const int l_count = plan.num_experts();
+  for (int l = 0; l < l_count; ++l)
+    for (int j = 0; j < plan.lcnt[l]; ++j) hosts[static_cast<size_t>(alloc.offset[l] + j)] = plan.host(l, j);
+  return hosts;
+}
+
+}  // namespace
+
 std::vector<int64_t> rank_loads_after(const Plan& plan, const Allocation& alloc) {
   std::vector<int64_t> loads(static_cast<size_t>(plan.shape.num_ranks), 0);
-  const int l_count = plan.num_experts();
-  for (int l = 0; l < l_count; ++l) {
-    for (int j = 0; j < plan.lcnt[l]; ++j) {
-      const int h = plan.host(l, j);
-      int64_t sum = 0;
-      for (int s = 0; s < alloc.num_ranks; ++s) sum += alloc.at(s, l, j);
-      loads[h] += sum;
-    }
+  const std::vector<int> hosts = instance_hosts(plan, alloc);
+  const size_t count = hosts.size();
+  // Row by row (contiguous): integer sums, so the order does not change the result.
+  for (int s = 0; s < alloc.num_ranks; ++s) {
+    const int32_t* row = alloc.tokens.data() + static_cast<size_t>(s) * count;
+    for (size_t g = 0; g < count; ++g) loads[static_cast<size_t>(hosts[g])] += row[g];
   }
   return loads;
 }
 
 int64_t remote_tokens(const Plan& plan, const Allocation& alloc) {
+  const std::vector<int> hosts = instance_hosts(plan, alloc);
+  const size_t count = hosts.size();
   int64_t remote = 0;
-  const int l_count = plan.num_experts();
-  for (int l = 0; l < l_count; ++l)
-    for (int j = 0; j < plan.lcnt[l]; ++j) {
-      const int h = plan.host(l, j);
-      for (int s = 0; s < alloc.num_ranks; ++s)
-        if (s != h) remote += alloc.at(s, l, j);
-    }
+  for (int s = 0; s < alloc.num_ranks; ++s) {
+    const int32_t* row = alloc.tokens.data() + static_cast<size_t>(s) * count;
+    for (size_t g = 0; g < count; ++g)
+      if (hosts[g] != s) remote += row[g];
+  }
   return remote;
 }
 

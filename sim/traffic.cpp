@@ -7,34 +7,53 @@
 
 namespace rackep::sim {
 
+namespace {
+
+// Host rank of every instance of `r.alloc`, in its flat numbering (expert by expert, instance order).
+std::vector<int> instance_hosts(const PlanResult& r) {
+  const Plan& plan = r.plan;
+  std::vector<int> hosts(static_cast<size_t>(r.alloc.num_instances()));
+  for (int l = 0; l < plan.num_experts(); ++l)
+    for (int j = 0; j < plan.lcnt[l]; ++j)
+      hosts[static_cast<size_t>(r.alloc.offset[l] + j)] = plan.host(l, j);
+  return hosts;
+}
+
+}  // namespace
+
 TrafficMatrix dispatch_token_matrix(const PlanResult& r, int top_k, bool dedup) {
   const Plan& plan = r.plan;
   const Allocation& alloc = r.alloc;
   const int n = plan.shape.num_ranks;
   const int num_experts = plan.num_experts();
   RACKEP_CHECK(alloc.num_ranks == n, "allocation does not match the plan");
+  const std::vector<int> hosts = instance_hosts(r);
+  const size_t count = hosts.size();
   TrafficMatrix out(n);
   std::vector<double> keep(n);   // probability that a token of s has no choice on rank j
   std::vector<double> pairs(n);  // pairs from s to j
   for (int s = 0; s < n; ++s) {
+    const int32_t* routed = r.routed.row(s);
     int64_t row_pairs = 0;
-    for (int l = 0; l < num_experts; ++l) row_pairs += r.routed.at(s, l);
+    for (int l = 0; l < num_experts; ++l) row_pairs += routed[l];
     const double tokens = static_cast<double>(row_pairs) / top_k;
     std::fill(keep.begin(), keep.end(), 1.0);
     std::fill(pairs.begin(), pairs.end(), 0.0);
-    for (int l = 0; l < num_experts; ++l) {
-      const int c = plan.lcnt[l];
-      for (int j = 0; j < c; ++j) {
-        const int32_t a = alloc.at(s, l, j);
-        if (a <= 0) continue;
-        const int host = plan.host(l, j);
-        pairs[host] += a;
-        if (dedup && tokens > 0.0) keep[host] *= std::max(0.0, 1.0 - a / tokens);
-      }
+    // Instances in (expert, instance) order, as the allocation row stores them: the products below keep
+    // their order.
+    const int32_t* row = alloc.tokens.data() + static_cast<size_t>(s) * count;
+    const bool dedup_row = dedup && tokens > 0.0;
+    for (size_t g = 0; g < count; ++g) {
+      const int32_t a = row[g];
+      if (a <= 0) continue;
+      const int host = hosts[g];
+      pairs[host] += a;
+      if (dedup_row) keep[host] *= std::max(0.0, 1.0 - a / tokens);
     }
+    int64_t* out_row = out.bytes.data() + static_cast<size_t>(s) * n;
     for (int d = 0; d < n; ++d) {
       const double copies = dedup ? std::min(pairs[d], tokens * (1.0 - keep[d])) : pairs[d];
-      out.at(s, d) = static_cast<int64_t>(std::llround(copies));
+      out_row[d] = static_cast<int64_t>(std::llround(copies));
     }
   }
   return out;
@@ -43,9 +62,24 @@ TrafficMatrix dispatch_token_matrix(const PlanResult& r, int top_k, bool dedup) 
 TrafficMatrix scale_traffic(const TrafficMatrix& tokens, double bytes_per_token, bool transpose) {
   const int n = tokens.num_ranks;
   TrafficMatrix out(n);
+  // An integral byte count per token (the usual case) makes every product an exact integer while it stays
+  // below 2^53, so llround(x * b) == x * b in integer arithmetic; otherwise round each product.
+  const bool integral =
+      bytes_per_token >= 0.0 && bytes_per_token < 9.0e15 && bytes_per_token == std::floor(bytes_per_token);
+  const int64_t b_int = integral ? static_cast<int64_t>(bytes_per_token) : 0;
+  constexpr int64_t kExact = int64_t{1} << 53;
   for (int s = 0; s < n; ++s) {
+    const int64_t* row = tokens.bytes.data() + static_cast<size_t>(s) * n;
     for (int d = 0; d < n; ++d) {
-      const int64_t b = std::llround(static_cast<double>(tokens.at(s, d)) * bytes_per_token);
+      const int64_t x = row[d];
+      int64_t b = 0;
+      if (x == 0) {
+        b = 0;
+      } else if (integral && x > 0 && (b_int == 0 || x <= kExact / b_int)) {
+        b = x * b_int;
+      } else {
+        b = std::llround(static_cast<double>(x) * bytes_per_token);
+      }
       if (transpose) {
         out.at(d, s) = b;
       } else {
@@ -59,14 +93,16 @@ TrafficMatrix scale_traffic(const TrafficMatrix& tokens, double bytes_per_token,
 std::vector<std::vector<int64_t>> instance_tokens_per_rank(const PlanResult& r) {
   const Plan& plan = r.plan;
   const int n = plan.shape.num_ranks;
-  std::vector<std::vector<int64_t>> out(n);
-  for (int l = 0; l < plan.num_experts(); ++l) {
-    for (int j = 0; j < plan.lcnt[l]; ++j) {
-      int64_t total = 0;
-      for (int s = 0; s < n; ++s) total += r.alloc.at(s, l, j);
-      out[plan.host(l, j)].push_back(total);
-    }
+  const std::vector<int> hosts = instance_hosts(r);
+  const size_t count = hosts.size();
+  // Column sums of the allocation, row by row (integer sums: order-independent).
+  std::vector<int64_t> totals(count, 0);
+  for (int s = 0; s < r.alloc.num_ranks; ++s) {
+    const int32_t* row = r.alloc.tokens.data() + static_cast<size_t>(s) * count;
+    for (size_t g = 0; g < count; ++g) totals[g] += row[g];
   }
+  std::vector<std::vector<int64_t>> out(n);
+  for (size_t g = 0; g < count; ++g) out[hosts[g]].push_back(totals[g]);
   return out;
 }
 

@@ -33,7 +33,7 @@ BalancerRun::BalancerRun(const std::string& name, const ClusterShape& shape, con
   expert_bytes_.ffn = ctx_.model->expert_ffn;
   expert_bytes_.elt_bytes = ctx_.cost->weight_elt_bytes();
   expert_bytes_.validate(ctx_.model->file);
-  previous_.assign(num_moe_layers, Plan::masters_only(shape, {}));
+  previous_.resize(num_moe_layers);  // filled on first use: only balancers that move replicas read it
   steps_.assign(num_microbatches, std::vector<LayerStep>(num_moe_layers));
 }
 
@@ -150,6 +150,7 @@ void BalancerRun::process(int layer, int64_t mb, const LoadMatrix& loads, const 
       s.weight_restore = sync && train;
     }
   } else {
+    if (previous_[layer].lcnt.empty()) previous_[layer] = Plan::masters_only(shape_, {});
     tp = plan_persistent_weight_sync(previous_[layer], r.plan, expert_bytes_);
     sync = !tp.copies.empty();
     previous_[layer] = r.plan;
