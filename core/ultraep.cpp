@@ -41,10 +41,12 @@ struct UltraEpPlanner::Impl {
   std::vector<int64_t> w;      // domain experts' W
   std::vector<int64_t> rl;     // rank loads
   std::vector<int> src_order;  // ranks by RL desc
-  std::vector<int> exp_order;  // [G*M] masters of each rank by W desc
+  std::vector<int>
+      exp_order;  // [G*M] masters of each rank by W desc (sorted on first use, see sorted_masters)
+  std::vector<char> exp_sorted;  // [G] whether exp_order of a rank is sorted for the current domain
   std::vector<int64_t> excess, slack, exported;
   std::vector<int> slots_used;
-  std::vector<int64_t> occupied_stamp;  // [G*E]? no: per rank, stamped with the expert being exported
+  std::vector<int64_t> occupied_stamp;  // [G] per rank: the stamp of the expert whose instance it holds
   int64_t stamp = 0;
   std::vector<Export> exports, best_exports;
 
@@ -64,6 +66,7 @@ struct UltraEpPlanner::Impl {
     rl.resize(g);
     src_order.resize(g);
     exp_order.resize(e);
+    exp_sorted.resize(g);
     excess.resize(g);
     slack.resize(g);
     exported.resize(e);
@@ -75,6 +78,19 @@ struct UltraEpPlanner::Impl {
     plan.has_quota = true;
     plan.domain_threshold.assign(shape.num_domains(), 0);
     stats.assign(shape.num_domains(), {});
+  }
+
+  // The masters of domain rank r by W descending, ties lower expert id first. Sorted on first use: only
+  // ranks with excess are ever sources, usually a few of the domain.
+  const int* sorted_masters(int r) {
+    const int m = shape.num_masters;
+    int* order = &exp_order[r * m];
+    if (!exp_sorted[r]) {
+      std::iota(order, order + m, r * m);
+      std::sort(order, order + m, [&](int a, int b) { return w[a] != w[b] ? w[a] > w[b] : a < b; });
+      exp_sorted[r] = 1;
+    }
+    return order;
   }
 
   // ALGORITHMS.md §2.4.2. Fills `exports` on success.
@@ -93,14 +109,16 @@ struct UltraEpPlanner::Impl {
     }
     if (run_excess == 0) return true;
     if (run_excess > run_slack) return false;
-    std::fill(exported.begin(), exported.end(), 0);
     const int64_t keep_if_loaded = options.allow_zero_master_quota ? 0 : 1;
     for (int src : src_order) {
       int64_t need = excess[src];
       if (need == 0) continue;
       if (need > run_slack) return false;
+      // Only a source's own masters are exported while it is processed: reset their tallies here.
+      const int* masters = sorted_masters(src);
+      for (int i = 0; i < m; ++i) exported[masters[i]] = 0;
       for (int i = 0; i < m && need > 0; ++i) {
-        const int e = exp_order[src * m + i];
+        const int e = masters[i];
         const int64_t keep = w[e] > 0 ? keep_if_loaded : 0;
         int64_t avail = std::max<int64_t>(w[e] - keep - exported[e], 0);
         ++stamp;  // occupied[e] = {src}: the master rank has slack 0, so it is never eligible anyway
@@ -215,12 +233,11 @@ struct UltraEpPlanner::Impl {
       rl[r] = sum;
     }
     std::iota(src_order.begin(), src_order.end(), 0);
-    std::stable_sort(src_order.begin(), src_order.end(), [&](int a, int b) { return rl[a] > rl[b]; });
-    for (int r = 0; r < g; ++r) {
-      int* order = &exp_order[r * m];
-      std::iota(order, order + m, r * m);
-      std::stable_sort(order, order + m, [&](int a, int b) { return w[a] > w[b]; });
-    }
+    // Total orders (ties broken by the lower index), so std::sort gives the reference's stable order without
+    // the temporary buffer of std::stable_sort.
+    std::sort(src_order.begin(), src_order.end(),
+              [&](int a, int b) { return rl[a] != rl[b] ? rl[a] > rl[b] : a < b; });
+    std::fill(exp_sorted.begin(), exp_sorted.end(), 0);
     UltraEpDomainStats& st = stats[d];
     st = {};
     exports.clear();
@@ -230,18 +247,18 @@ struct UltraEpPlanner::Impl {
       st.threshold = *std::max_element(rl.begin(), rl.end());
     }
     plan.domain_threshold[d] = st.threshold;
-    // §2.4.4: emit. Masters keep W - exported; replicas fill redundant slots in creation order.
-    std::fill(exported.begin(), exported.end(), 0);
-    for (const Export& x : exports) exported[x.expert] += x.quota;
+    // §2.4.4: emit. Masters keep W minus their exports; replicas fill redundant slots in creation order.
     for (int e = 0; e < e_count; ++e) {
-      // Columns beyond the previous plan's instance count are already -1 / 0: reset only those used, so a
-      // plan costs O(instances), not O(L * N).
+      // Column 0 of l2p is always the master (set once by masters_only) and columns beyond the previous
+      // plan's instance count are already -1 / 0: touch only what the last plan used, so a plan costs O(L +
+      // instances) memory traffic, not O(L * N) (the [L][N] arrays are tens of MiB at N = 576).
       const size_t row = static_cast<size_t>(l0 + e) * n;
       const int used = plan.lcnt[l0 + e];
-      std::fill(plan.l2p.begin() + row + 1, plan.l2p.begin() + row + used, -1);
-      std::fill(plan.quota.begin() + row + 1, plan.quota.begin() + row + used, 0);
-      plan.l2p[row] = shape.master_physical(l0 + e);
-      plan.quota[row] = w[e] - exported[e];
+      if (used > 1) {
+        std::fill(plan.l2p.begin() + row + 1, plan.l2p.begin() + row + used, -1);
+        std::fill(plan.quota.begin() + row + 1, plan.quota.begin() + row + used, 0);
+      }
+      plan.quota[row] = w[e];
       plan.lcnt[l0 + e] = 1;
     }
     for (int r = 0; r < g; ++r) {
@@ -251,6 +268,7 @@ struct UltraEpPlanner::Impl {
     }
     for (const Export& x : exports) {
       const int l = l0 + x.expert;
+      plan.quota[static_cast<size_t>(l) * n] -= x.quota;
       const int p = (rank0 + x.target) * s_slots + m + slots_used[x.target]++;
       plan.p2l[p] = l;
       const size_t row = static_cast<size_t>(l) * n;
