@@ -8,9 +8,12 @@
 #                 N rows), which would measure the writer, not the NPY reading path.
 # The input is read once before timing (warm page cache), so the numbers are CPU cost, the bound that matters
 # when the storage is faster than the importer. Wall time and CPU time (user + sys) are both printed: on a
-# shared machine the CPU figure is the importer's own cost. Peak memory is /usr/bin/time's maximum RSS.
-# Usage: tools/bench_import.sh [build dir] [work dir]
+# shared machine the CPU figure is the importer's own cost; user time alone excludes the kernel's file writing,
+# which other jobs' I/O slows. Peak memory is /usr/bin/time's maximum RSS.
+# Each path is imported RUNS times (default 3; a fresh output directory each time), one line per run.
+# Usage: [RUNS=3] tools/bench_import.sh [build dir] [work dir]
 set -euo pipefail
+RUNS=${RUNS:-3}
 BUILD=${1:-build}
 WORK=${2:-$(mktemp -d)}
 RACKEP="$BUILD/rackep"
@@ -58,13 +61,19 @@ measure() {  # name, input dir, output dir, import args...
   cat "$input"/* > /dev/null
   local bytes
   bytes=$(du -sb "$input" | cut -f1)
+  rm -rf "$out"
   /usr/bin/time -f "%e %U %S %M" -o "$WORK/$name.time" taskset -c 0 \
     "$RACKEP" --log-level warn trace import "$@" --out "$out" > /dev/null
   read -r wall user sys rss < "$WORK/$name.time"
   awk -v n="$name" -v b="$bytes" -v w="$wall" -v u="$user" -v s="$sys" -v r="$rss" 'BEGIN {
-    printf "%-8s %7.1f MB: wall %5.2f s = %6.1f MB/s; CPU %5.2f s = %6.1f MB/s; peak RSS %.0f MB\n",
-           n, b / 1e6, w, b / 1e6 / w, u + s, b / 1e6 / (u + s), r / 1024 }'
+    printf "%-8s %7.1f MB: wall %5.2f s = %6.1f MB/s; CPU %5.2f s = %6.1f MB/s (user %5.2f s = %6.1f MB/s); peak RSS %.0f MB\n",
+           n, b / 1e6, w, b / 1e6 / w, u + s, b / 1e6 / (u + s), u, b / 1e6 / (u > 0 ? u : 0.01), r / 1024 }'
 }
 
-measure trtllm "$WORK/trt" "$WORK/out-trt" --from trtllm "$WORK/trt"
-measure ultraep "$WORK/ultraep" "$WORK/out-uep" --from ultraep "$WORK/ultraep" --top-k 8 --ranks 1 --chunk-records 128
+for ((run = 0; run < RUNS; ++run)); do
+  measure trtllm "$WORK/trt" "$WORK/out-trt" --from trtllm "$WORK/trt"
+done
+for ((run = 0; run < RUNS; ++run)); do
+  measure ultraep "$WORK/ultraep" "$WORK/out-uep" --from ultraep "$WORK/ultraep" --top-k 8 --ranks 1 \
+    --chunk-records 128
+done

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
-#include <set>
+#include <string_view>
+#include <unordered_set>
 
 #include "core/error.hpp"
 #include "traces/npy.hpp"
@@ -19,7 +21,8 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-// One chunk's arrays.
+// One chunk's arrays. The buffers are reused from chunk to chunk, so after the first chunk reading one
+// allocates nothing.
 struct Chunk {
   std::string path;
   int64_t n = 0;
@@ -29,14 +32,16 @@ struct Chunk {
   std::vector<int32_t> post;  // n x P
 };
 
-// Reads member `name`.npy of `zip` as a C-order array of `dtype` whose shape must be `shape` (-1: any).
+// Reads member `name`.npy of `zip` as a C-order array of `dtype` whose shape must be `shape` (-1: any) into
+// `out`. A stored member is checked in place in the mapped archive and copied once, straight into `out`; a
+// deflated one is inflated into `scratch` first.
 template <typename T>
-std::vector<T> read_array(const ZipReader& zip, const std::string& name, NpyDtype dtype,
-                          std::vector<int64_t> shape, int64_t& first_dim) {
+void read_array(const ZipReader& zip, const std::string& name, NpyDtype dtype, std::vector<int64_t> shape,
+                int64_t& first_dim, std::string& scratch, std::vector<T>& out) {
   const std::string member = name + ".npy";
-  const std::string bytes = zip.read(member);
+  const std::string_view bytes = zip.view(member, scratch);
   const std::string source = zip.path() + ":" + member;
-  const NpyArrayInfo info = parse_npy_header(bytes, source);
+  const NpyArrayInfo info = parse_npy_header(bytes.data(), bytes.size(), source);
   if (info.dtype != dtype)
     throw InputError(source, name,
                      std::string("dtype ") + npy_descr(info.dtype) + ", expected " + npy_descr(dtype));
@@ -58,10 +63,25 @@ std::vector<T> read_array(const ZipReader& zip, const std::string& name, NpyDtyp
     throw InputError(
         source, name,
         std::to_string(bytes.size()) + " bytes, the header implies " + std::to_string(want_bytes));
-  std::vector<T> out(static_cast<size_t>(info.num_elements));
+  out.resize(static_cast<size_t>(info.num_elements));
   if (!out.empty()) std::memcpy(out.data(), bytes.data() + info.data_offset_bytes, out.size() * sizeof(T));
-  return out;
 }
+
+// OR of all values: negative iff any value is (a branch-free scan the compiler vectorises).
+template <typename T>
+T or_all(const std::vector<T>& v) {
+  T acc = 0;
+  for (const T x : v) acc |= x;
+  return acc;
+}
+
+// (microbatch, layer) of a record, for the duplicate check.
+struct RecordKeyHash {
+  size_t operator()(const std::pair<int64_t, int>& k) const {
+    return std::hash<uint64_t>()(static_cast<uint64_t>(k.first) * 0x9E3779B97F4A7C15ull ^
+                                 static_cast<uint32_t>(k.second));
+  }
+};
 
 class UltraepStream final : public RecordStream {
  public:
@@ -70,34 +90,39 @@ class UltraepStream final : public RecordStream {
   bool next(TraceRecord& record) override;
 
  private:
-  // Reads chunk `index`; post_physical_loads only when `with_post` (pass 1 summarises it, pass 2 does not
-  // need it).
-  Chunk load(size_t index, bool with_post) const;
-  void spread(const Chunk& c, int64_t i, int64_t record_number, LoadMatrix& out) const;
+  // Reads chunk `index` into `c`; post_physical_loads only when `with_post` (pass 1 summarises it, pass 2
+  // does not need it).
+  void load(size_t index, bool with_post, Chunk& c);
 
   std::vector<std::string> chunk_paths_;
   int num_experts_ = 0, num_physical_ = 0;
   uint64_t seed_ = 0;
   TraceManifest manifest_;
+  std::string scratch_;          // inflated deflate members
+  std::vector<int64_t> global_;  // one record's global loads, for spread_global_loads
   // Streaming state.
   Chunk chunk_;
   std::vector<int64_t> order_;  // records of the open chunk to emit, sorted
+  std::vector<int> position_;   // manifest layer position of each record of the open chunk
   size_t next_chunk_ = 0, next_in_chunk_ = 0;
   int64_t emitted_ = 0, last_mb_ = -1;
   int last_pos_ = -1;
 };
 
-Chunk UltraepStream::load(size_t index, bool with_post) const {
-  Chunk c;
+void UltraepStream::load(size_t index, bool with_post, Chunk& c) {
   c.path = chunk_paths_[index];
   ZipReader zip(c.path);
   int64_t n = -1;
-  c.layers = read_array<int32_t>(zip, "layers", NpyDtype::kInt32, {-1}, n);
-  c.microbatches = read_array<int64_t>(zip, "microbatches", NpyDtype::kInt64, {-1}, n);
-  c.pre = read_array<int32_t>(zip, "pre_logical_loads", NpyDtype::kInt32, {-1, num_experts_}, n);
+  read_array(zip, "layers", NpyDtype::kInt32, {-1}, n, scratch_, c.layers);
+  read_array(zip, "microbatches", NpyDtype::kInt64, {-1}, n, scratch_, c.microbatches);
+  read_array(zip, "pre_logical_loads", NpyDtype::kInt32, {-1, num_experts_}, n, scratch_, c.pre);
   if (with_post)
-    c.post = read_array<int32_t>(zip, "post_physical_loads", NpyDtype::kInt32, {-1, num_physical_}, n);
+    read_array(zip, "post_physical_loads", NpyDtype::kInt32, {-1, num_physical_}, n, scratch_, c.post);
+  else
+    c.post.clear();
   c.n = n;
+  if (or_all(c.layers) >= 0 && or_all(c.microbatches) >= 0 && or_all(c.pre) >= 0) return;
+  // Something is negative: find the first offender in record order.
   for (int64_t i = 0; i < n; ++i) {
     if (c.layers[i] < 0)
       throw InputError(c.path, "layers", "record " + std::to_string(i) + " has a negative layer id");
@@ -108,12 +133,6 @@ Chunk UltraepStream::load(size_t index, bool with_post) const {
         throw InputError(c.path, "pre_logical_loads",
                          "record " + std::to_string(i) + ", expert " + std::to_string(e) + " is negative");
   }
-  return c;
-}
-
-void UltraepStream::spread(const Chunk& c, int64_t i, int64_t record_number, LoadMatrix& out) const {
-  std::vector<int64_t> global(c.pre.begin() + i * num_experts_, c.pre.begin() + (i + 1) * num_experts_);
-  spread_global_loads(global, seed_, record_number, out);
 }
 
 UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, ImportReport& report) {
@@ -186,34 +205,49 @@ UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, I
       man.contains("chunks") && man["chunks"].is_number_integer() ? man["chunks"].get<int64_t>() : -1;
 
   const int n_ranks = o.num_ranks > 0 ? o.num_ranks : ep_size;
+  // Pass 1 reads every chunk once for what the manifest and its provenance need before the first record is
+  // written: layers, record count, the recorded imbalance and, without --tokens-per-rank, the row bound.
+  const bool need_row_bound = o.tokens_per_rank <= 0;
+  const uint32_t ceil_add = static_cast<uint32_t>(n_ranks - 1), ceil_div = static_cast<uint32_t>(n_ranks);
   std::vector<int64_t> pre_rank(ep_size), post_rank(ep_size);
   LayerFilter filter(o.layers);
-  std::set<std::pair<int64_t, int>> seen;
+  std::unordered_set<std::pair<int64_t, int>, RecordKeyHash> seen;
   int64_t records = 0, max_row = 0, routed_total = 0;
   double pre_imb = 0, post_imb = 0, pre_max = 0, post_max = 0;
+  Chunk& c = chunk_;
   for (size_t ci = 0; ci < chunk_paths_.size(); ++ci) {
-    const Chunk c = load(ci, true);
+    load(ci, true, c);
+    if (ci == 0)  // chunks are equally full (the profiler's flush interval)
+      seen.reserve(std::min<size_t>(chunk_paths_.size() * static_cast<size_t>(c.n), size_t{1} << 22));
     for (int64_t i = 0; i < c.n; ++i, ++records) {
       if (!seen.insert({c.microbatches[i], c.layers[i]}).second)
         throw InputError(c.path, "microbatches",
                          "(layer " + std::to_string(c.layers[i]) + ", microbatch " +
                              std::to_string(c.microbatches[i]) + ") is recorded twice");
       int64_t routed = 0, row_bound = 0;
-      std::fill(pre_rank.begin(), pre_rank.end(), 0);
-      std::fill(post_rank.begin(), post_rank.end(), 0);
       const int32_t* pre = c.pre.data() + i * num_experts_;
       const int32_t* post = c.post.data() + i * num_physical_;
-      for (int r = 0, e = 0; r < ep_size; ++r) {  // expert e = r * masters + m is mastered by rank r
+      for (int r = 0; r < ep_size; ++r) {  // expert e = r * masters + m is mastered by rank r
         int64_t sum = 0;
-        for (int m = 0; m < masters; ++m, ++e) {
-          sum += pre[e];
-          row_bound += n_ranks == 1 ? pre[e] : (pre[e] + n_ranks - 1) / n_ranks;  // ceil(W/N) per spread row
-        }
+        for (int m = 0; m < masters; ++m) sum += pre[r * masters + m];
         pre_rank[r] = sum;
         routed += sum;
       }
-      for (int r = 0, p = 0; r < ep_size; ++r)
-        for (int q = 0; q < local_physical; ++q, ++p) post_rank[r] += post[p];
+      if (need_row_bound) {
+        // Sum over experts of ceil(W/N), the bound on every spread row. W < 2^31 and N <= 2^20, so the
+        // unsigned 32-bit arithmetic is exact.
+        if (n_ranks == 1) {
+          row_bound = routed;
+        } else {
+          for (int e = 0; e < num_experts_; ++e)
+            row_bound += (static_cast<uint32_t>(pre[e]) + ceil_add) / ceil_div;
+        }
+      }
+      for (int r = 0; r < ep_size; ++r) {
+        int64_t sum = 0;
+        for (int q = 0; q < local_physical; ++q) sum += post[r * local_physical + q];
+        post_rank[r] = sum;
+      }
       filter.observe(c.layers[i], routed, c.path, "layers");
       routed_total += routed;
       const double a = imbalance(pre_rank), b = imbalance(post_rank);
@@ -221,6 +255,8 @@ UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, I
       max_row = std::max(max_row, row_bound);
     }
   }
+  // Pass 2 (next()) does not need post_physical_loads: give its memory back.
+  std::vector<int32_t>().swap(c.post);
   const std::vector<int> layers = filter.kept(manifest_path);
   manifest_.num_ranks = n_ranks;
   manifest_.num_experts = num_experts_;
@@ -286,19 +322,22 @@ UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, I
 bool UltraepStream::next(TraceRecord& record) {
   while (next_in_chunk_ >= order_.size()) {
     if (next_chunk_ >= chunk_paths_.size()) return false;
-    chunk_ = load(next_chunk_++, false);
+    load(next_chunk_++, false, chunk_);
     order_.clear();
     next_in_chunk_ = 0;
-    for (int64_t i = 0; i < chunk_.n; ++i)
-      if (manifest_.layer_position(chunk_.layers[i]) >= 0) order_.push_back(i);
+    position_.resize(static_cast<size_t>(chunk_.n));
+    for (int64_t i = 0; i < chunk_.n; ++i) {
+      position_[i] = manifest_.layer_position(chunk_.layers[i]);
+      if (position_[i] >= 0) order_.push_back(i);
+    }
     std::stable_sort(order_.begin(), order_.end(), [&](int64_t a, int64_t b) {
       if (chunk_.microbatches[a] != chunk_.microbatches[b])
         return chunk_.microbatches[a] < chunk_.microbatches[b];
-      return manifest_.layer_position(chunk_.layers[a]) < manifest_.layer_position(chunk_.layers[b]);
+      return position_[a] < position_[b];
     });
   }
   const int64_t i = order_[next_in_chunk_++];
-  const int pos = manifest_.layer_position(chunk_.layers[i]);
+  const int pos = position_[i];
   if (chunk_.microbatches[i] < last_mb_ || (chunk_.microbatches[i] == last_mb_ && pos <= last_pos_))
     throw InputError(chunk_.path, "microbatches",
                      "(layer " + std::to_string(chunk_.layers[i]) + ", microbatch " +
@@ -310,7 +349,14 @@ bool UltraepStream::next(TraceRecord& record) {
   record.microbatch = chunk_.microbatches[i];
   if (record.loads.num_ranks() != manifest_.num_ranks || record.loads.num_experts() != num_experts_)
     record.loads = LoadMatrix(manifest_.num_ranks, num_experts_);
-  spread(chunk_, i, record.microbatch * 1000003 + record.layer, record.loads);
+  const int32_t* pre = chunk_.pre.data() + i * num_experts_;
+  if (manifest_.num_ranks == 1) {
+    // One source rank: the spread is the global row itself (floor(W/1) = W, no remainder).
+    std::memcpy(record.loads.row(0), pre, static_cast<size_t>(num_experts_) * sizeof(int32_t));
+  } else {
+    global_.assign(pre, pre + num_experts_);
+    spread_global_loads(global_, seed_, record.microbatch * 1000003 + record.layer, record.loads);
+  }
   ++emitted_;
   return true;
 }

@@ -1,6 +1,7 @@
 #include "traces/npy.hpp"
 
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <set>
@@ -180,7 +181,11 @@ std::string npy_header(NpyDtype dtype, const std::vector<int64_t>& shape) {
 }
 
 NpyArrayInfo parse_npy_header(const std::string& bytes, const std::string& source) {
-  if (bytes.size() < kMagicLen + 2 || bytes.compare(0, kMagicLen, kMagic, kMagicLen) != 0)
+  return parse_npy_header(bytes.data(), bytes.size(), source);
+}
+
+NpyArrayInfo parse_npy_header(const char* bytes, size_t size, const std::string& source) {
+  if (size < kMagicLen + 2 || std::memcmp(bytes, kMagic, kMagicLen) != 0)
     throw InputError(source, "magic", "not a NumPy .npy file (missing \\x93NUMPY)");
   const auto major = static_cast<unsigned char>(bytes[6]);
   const auto minor = static_cast<unsigned char>(bytes[7]);
@@ -188,16 +193,15 @@ NpyArrayInfo parse_npy_header(const std::string& bytes, const std::string& sourc
     throw InputError(source, "version",
                      "unsupported .npy version " + std::to_string(major) + "." + std::to_string(minor));
   const size_t len_bytes = major == 1 ? 2 : 4;
-  if (bytes.size() < kMagicLen + 2 + len_bytes)
+  if (size < kMagicLen + 2 + len_bytes)
     throw InputError(source, "header", "file ends inside the .npy preamble");
   size_t header_len = 0;
   for (size_t i = 0; i < len_bytes; ++i)
     header_len |= static_cast<size_t>(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
   const size_t start = kMagicLen + 2 + len_bytes;
   if (header_len > kMaxHeaderBytes) throw InputError(source, "header", "header length is implausibly large");
-  if (bytes.size() < start + header_len)
-    throw InputError(source, "header", "file ends inside the .npy header");
-  const std::string text = bytes.substr(start, header_len);
+  if (size < start + header_len) throw InputError(source, "header", "file ends inside the .npy header");
+  const std::string text(bytes + start, header_len);
   NpyArrayInfo info = HeaderParser(text, source).parse();
   info.data_offset_bytes = static_cast<int64_t>(start + header_len);
   return info;

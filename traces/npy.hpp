@@ -8,6 +8,7 @@
 //   std::fseek(f, info.data_offset_bytes, SEEK_SET);
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -41,6 +42,9 @@ struct NpyArrayInfo {
 /// InputError(source, field, ...) naming the offending field ("magic", "version", "header", "descr",
 /// "fortran_order", "shape").
 NpyArrayInfo parse_npy_header(const std::string& bytes, const std::string& source);
+/// The same on `size` bytes at `data` (e.g. a member viewed in place in a mapped archive); reads only the
+/// preamble and header, never the payload.
+NpyArrayInfo parse_npy_header(const char* data, size_t size, const std::string& source);
 
 /// Opens `path`, parses its header and checks that the file size is exactly header + num_elements * itemsize
 /// (a truncated or over-long file is an InputError with field "size"). Reads only the header.

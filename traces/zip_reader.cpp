@@ -5,6 +5,11 @@
 #include <algorithm>
 #include <climits>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define RACKEP_CRC32_CLMUL 1
+#endif
+
 #include "core/error.hpp"
 #include "traces/import_common.hpp"
 
@@ -22,6 +27,64 @@ uint64_t le(const unsigned char* p, int bytes) {
   uint64_t v = 0;
   for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
   return v;
+}
+
+uint32_t crc32_zlib(uint32_t crc, const unsigned char* p, size_t n) {
+  for (size_t off = 0; off < n; off += UINT_MAX / 2) {
+    const size_t k = std::min<size_t>(n - off, UINT_MAX / 2);
+    crc = static_cast<uint32_t>(::crc32(crc, p + off, static_cast<uInt>(k)));
+  }
+  return crc;
+}
+
+#ifdef RACKEP_CRC32_CLMUL
+// CRC-32 (the ZIP/gzip polynomial, reflected) by carry-less multiplication: Gopal et al., "Fast CRC
+// Computation for Generic Polynomials Using PCLMULQDQ Instruction" (Intel, 2009), with the constants of
+// Linux's crc32-pclmul and Chromium's zlib. Four 128-bit lanes are folded 512 bits at a time, then into one
+// lane; that lane, stored back as 16 bytes, is congruent to everything before it, so zlib's table code
+// finishes it and the tail. Same result as zlib's crc32(), several times faster (stored .npz members are
+// checked at memory speed).
+// x * x^D + next mod P, for the distance D that the constants k encode (one 128-bit lane to the next).
+__attribute__((target("pclmul,sse4.1"))) inline __m128i fold(__m128i x, __m128i k, __m128i next) {
+  return _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11)),
+                       next);
+}
+
+__attribute__((target("pclmul,sse4.1"))) uint32_t crc32_clmul(uint32_t crc, const unsigned char* p,
+                                                              size_t n) {
+  if (n < 128) return crc32_zlib(crc, p, n);
+  const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596, 0x0154442bd4);  // x^(4*128+32), x^(4*128-32) mod P
+  const __m128i k3k4 = _mm_set_epi64x(0x00ccaa009e, 0x01751997d0);  // x^(128+32), x^(128-32) mod P
+  auto load = [](const unsigned char* q) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(q)); };
+  // The register (crc before its final inversion) enters as an XOR into the first four bytes.
+  __m128i x0 = _mm_xor_si128(load(p), _mm_cvtsi32_si128(static_cast<int>(~crc)));
+  __m128i x1 = load(p + 16), x2 = load(p + 32), x3 = load(p + 48);
+  p += 64;
+  n -= 64;
+  for (; n >= 64; p += 64, n -= 64) {
+    x0 = fold(x0, k1k2, load(p));
+    x1 = fold(x1, k1k2, load(p + 16));
+    x2 = fold(x2, k1k2, load(p + 32));
+    x3 = fold(x3, k1k2, load(p + 48));
+  }
+  x0 = fold(x0, k3k4, x1);
+  x0 = fold(x0, k3k4, x2);
+  x0 = fold(x0, k3k4, x3);
+  for (; n >= 16; p += 16, n -= 16) x0 = fold(x0, k3k4, load(p));
+  unsigned char folded[16];
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(folded), x0);
+  // zlib with register 0 (crc argument ~0) over the folded lane, then on over the tail.
+  return crc32_zlib(crc32_zlib(0xffffffffu, folded, 16), p, n);
+}
+#endif
+
+// zlib's crc32() over any length, by carry-less multiplication where the CPU has it.
+uint32_t crc32_of(const unsigned char* p, size_t n) {
+#ifdef RACKEP_CRC32_CLMUL
+  static const bool clmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+  if (clmul) return crc32_clmul(0, p, n);
+#endif
+  return crc32_zlib(0, p, n);
 }
 
 }  // namespace
@@ -108,6 +171,13 @@ const ZipEntry* ZipReader::find(const std::string& name) const {
 }
 
 std::string ZipReader::read(const std::string& name) const {
+  std::string scratch;
+  const std::string_view v = view(name, scratch);
+  if (v.data() == scratch.data()) return scratch;
+  return std::string(v);
+}
+
+std::string_view ZipReader::view(const std::string& name, std::string& scratch) const {
   const ZipEntry* e = find(name);
   if (e == nullptr) throw InputError(path_, name, "missing from the archive");
   const unsigned char* d = file_->data();
@@ -122,14 +192,14 @@ std::string ZipReader::read(const std::string& name) const {
         "its " + std::to_string(e->compressed_bytes) + " bytes run past the end of the file: truncated");
   if (e->uncompressed_bytes > (uint64_t{1} << 40))
     throw InputError(path_, name, "implausible size " + std::to_string(e->uncompressed_bytes));
-  std::string out;
   const unsigned char* src = d + start;
+  std::string_view out;
   if (e->method == 0) {
     if (e->compressed_bytes != e->uncompressed_bytes)
       throw InputError(path_, name, "stored entry with differing compressed and uncompressed sizes");
-    out.assign(reinterpret_cast<const char*>(src), e->compressed_bytes);
+    out = std::string_view(reinterpret_cast<const char*>(src), e->compressed_bytes);
   } else {
-    out.resize(e->uncompressed_bytes);
+    scratch.resize(e->uncompressed_bytes);
     z_stream z{};
     if (inflateInit2(&z, -MAX_WBITS) != Z_OK) throw InputError(path_, name, "zlib initialisation failed");
     uint64_t in_left = e->compressed_bytes, out_done = 0;
@@ -137,9 +207,9 @@ std::string ZipReader::read(const std::string& name) const {
     z.next_in = const_cast<Bytef*>(src);
     while (rc == Z_OK) {
       const uInt in_now = static_cast<uInt>(std::min<uint64_t>(in_left, UINT_MAX));
-      const uInt out_now = static_cast<uInt>(std::min<uint64_t>(out.size() - out_done, UINT_MAX));
+      const uInt out_now = static_cast<uInt>(std::min<uint64_t>(scratch.size() - out_done, UINT_MAX));
       z.avail_in = in_now;
-      z.next_out = reinterpret_cast<Bytef*>(&out[0]) + out_done;
+      z.next_out = reinterpret_cast<Bytef*>(&scratch[0]) + out_done;
       z.avail_out = out_now;
       rc = inflate(&z, Z_NO_FLUSH);
       in_left -= in_now - z.avail_in;
@@ -150,13 +220,9 @@ std::string ZipReader::read(const std::string& name) const {
     inflateEnd(&z);
     if (rc != Z_STREAM_END || out_done != e->uncompressed_bytes)
       throw InputError(path_, name, "deflate data is corrupt or truncated");
+    out = std::string_view(scratch.data(), scratch.size());
   }
-  uLong crc = crc32(0L, Z_NULL, 0);
-  for (size_t off = 0; off < out.size(); off += UINT_MAX / 2) {
-    const size_t n = std::min<size_t>(out.size() - off, UINT_MAX / 2);
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(out.data() + off), static_cast<uInt>(n));
-  }
-  if (static_cast<uint32_t>(crc) != e->crc32)
+  if (crc32_of(reinterpret_cast<const unsigned char*>(out.data()), out.size()) != e->crc32)
     throw InputError(path_, name, "CRC-32 mismatch: the data is damaged");
   return out;
 }

@@ -5,12 +5,15 @@
 // multi-disk archives. A truncated or damaged archive is an InputError naming the file and what is wrong.
 // Usage:
 //   rackep::ZipReader zip("chunk000000.npz");
-//   std::string bytes = zip.read("pre_logical_loads.npy");   // whole entry, verified
+//   std::string bytes = zip.read("pre_logical_loads.npy");   // whole entry, verified, copied
+//   std::string scratch;                                      // reused for deflated entries
+//   std::string_view v = zip.view("pre_logical_loads.npy", scratch);  // stored: in place, no copy
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace rackep {
@@ -43,6 +46,11 @@ class ZipReader {
   /// The uncompressed bytes of `name`. Throws InputError(path, name, ...) when it is missing, its data runs
   /// past the end of the file, inflating fails, or the size or CRC-32 differs from the directory.
   std::string read(const std::string& name) const;
+  /// The same verified bytes without a copy where the format allows: a stored member is checked (sizes,
+  /// CRC-32) where it lies in the mapped file and returned as a view of it; a deflated member is inflated
+  /// into `scratch` (resized, so a reused buffer is not reallocated) and the view points there. The view is
+  /// valid while this reader lives and `scratch` is not modified. Throws like read().
+  std::string_view view(const std::string& name, std::string& scratch) const;
   const std::string& path() const { return path_; }
 
  private:
