@@ -60,8 +60,11 @@ if(RACKEP_HAVE_CUDA)
   endif()
 
   # One process per GPU needs MPI to broadcast the ncclUniqueId and the CUDA IPC handles (Debian: libopenmpi-dev).
-  find_package(MPI QUIET COMPONENTS C)
-  if(MPI_C_FOUND AND RACKEP_HAVE_NCCL)
+  # The project enables only CXX (FindMPI's C component needs the C language), so the CXX component is used;
+  # only MPI's C API is called, and MPI_CXX_SKIP_MPICXX keeps the deprecated C++ bindings out.
+  set(MPI_CXX_SKIP_MPICXX TRUE)
+  find_package(MPI QUIET COMPONENTS CXX)
+  if(MPI_CXX_FOUND AND RACKEP_HAVE_NCCL)
     set(RACKEP_HAVE_MPI 1)
     message(STATUS "rackep: MPI found: one-process-per-GPU bootstrap of NCCL and CUDA IPC (kernels/nccl_ep.hpp) on")
   else()

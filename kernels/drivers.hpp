@@ -39,6 +39,12 @@ struct RunLayerConfig {
   bool backward = false;  ///< also run grad_reduce (fp32 gradients of every slot)
   int warmup = 1;         ///< untimed runs of the first record
   bool check = true;      ///< compare the first record against the CPU references (reroute, dispatch)
+  /// GPUs of this process: 0 = every GPU found (the largest count <= found that divides N), 1 = all ranks
+  /// emulated on GPU 0, K >= 2 = N / K ranks on each of GPUs 0..K-1 (N % K == 0; needs NCCL and peer access).
+  int gpus = 0;
+  /// One process per GPU under MPI (RACKEP_HAVE_MPI): the job's K processes hold N / K ranks each, process p
+  /// on GPU (node-local rank mod GPUs found); `gpus` is ignored. run_layers initialises MPI if needed.
+  bool mpi = false;
 };
 
 /// Per-phase times of one record, milliseconds (max over ranks where ranks run concurrently).
@@ -65,15 +71,23 @@ struct LayerResult {
 };
 
 struct RunLayerReport {
-  std::string mode;  ///< e.g. "4 emulated ranks on 1 GPU (NVIDIA H200)"
-  std::vector<std::string> devices;
+  std::string mode;                  ///< e.g. "4 emulated ranks on 1 GPU (NVIDIA H200)"
+  std::vector<std::string> devices;  ///< this process's GPUs
+  int num_gpus = 1;                  ///< GPUs holding ranks (all processes)
+  int ranks_per_gpu = 1;
+  int process_rank = 0;     ///< MPI rank (0 without MPI): only process 0 should print
+  int64_t remote_rows = 0;  ///< rows of the last record that crossed GPUs (all processes), one direction
   std::vector<LayerResult> layers;
   bool checked = false;  ///< the first record matched the CPU references
 };
 
 /// Executes every record: plan -> reroute -> weight_sync -> dispatch -> expert FFN (grouped GEMM) -> combine
-/// (-> grad_reduce). All ranks are emulated on GPU 0 (each rank's buffers its own allocation, its kernels on
-/// its own stream). Throws GpuUnavailable, InputError (shapes, balancer, a check that failed) or CudaError.
+/// (-> grad_reduce). Ranks sit in contiguous blocks on the GPUs (kernels/ep_layout.hpp), each rank's buffers
+/// its own allocation and its kernels on its own stream; between GPUs dispatch/combine go through NCCL
+/// (kernels/ep_exchange.hpp) and weight_sync/grad_reduce copy through peer access (one process) or CUDA IPC
+/// (MPI). Phase times are CUDA events per GPU, max over ranks and GPUs. Throws GpuUnavailable, InputError
+/// (shapes, balancer, GPU count, a check that failed) or CudaError; under MPI a failing process aborts the
+/// job.
 RunLayerReport run_layers(const RunLayerConfig& config, const std::vector<LayerRecord>& records,
                           const std::function<void(const LayerResult&)>& on_layer = {});
 
