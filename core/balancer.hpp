@@ -32,9 +32,9 @@ struct UltraEpOptions {
 enum class EplbPolicy { kAuto, kHierarchical, kGlobal };
 
 /// DeepSeek EPLB as run in production: re-planned every `period` microbatches of a layer from the summed
-/// loads of the last `window` microbatches of that layer (ALGORITHMS.md §4). Deployments re-plan every thousands
-/// of steps (vLLM: window 1000, interval 3000); the defaults are the setting most favourable to EPLB (re-plan
-/// every microbatch from the last 4), so comparisons against it are conservative.
+/// loads of the last `window` microbatches of that layer (ALGORITHMS.md §4). Deployments re-plan every
+/// thousands of steps (vLLM: window 1000, interval 3000); the defaults are the setting most favourable to
+/// EPLB (re-plan every microbatch from the last 4), so comparisons against it are conservative.
 struct EplbOptions {
   int window = 4;                         ///< microbatches of history per layer
   int period = 1;                         ///< re-plan every K microbatches of a layer

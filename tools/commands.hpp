@@ -13,8 +13,9 @@ void add_bench_command(CLI::App& app);
 // Simulator commands (tools/cmd_simulate.cpp, tools/cmd_sweep.cpp).
 void add_simulate_command(CLI::App& app);
 void add_sweep_command(CLI::App& app);
-// GPU commands of the CUDA backend (tools/cmd_run_layer.cpp, cmd_calibrate.cpp, cmd_bench_kernels.cpp). They are
-// always registered; without the backend or without a GPU they fail with a clear message and a non-zero exit.
+// GPU commands of the CUDA backend (tools/cmd_run_layer.cpp, cmd_calibrate.cpp, cmd_bench_kernels.cpp). They
+// are always registered; without the backend or without a GPU they fail with a clear message and a non-zero
+// exit.
 void add_run_layer_command(CLI::App& app);
 void add_calibrate_command(CLI::App& app);
 /// Registers `kernels` under the `bench` subcommand: cmd_bench.cpp calls it with its `bench` app.

@@ -13,7 +13,8 @@ spdlog::level::level_enum parse_level(const std::string& text) {
   const auto level = spdlog::level::from_str(text);
   // from_str maps unknown names to "off"; only accept "off" when it was asked for.
   if (level == spdlog::level::off && text != "off")
-    throw InputError("--log-level", text, "unknown level (use trace, debug, info, warn, error, critical, off)");
+    throw InputError("--log-level", text,
+                     "unknown level (use trace, debug, info, warn, error, critical, off)");
   return level;
 }
 
