@@ -22,8 +22,8 @@ struct MoeShape {
   int top_k = 0;
 };
 
-/// `name_or_path`: a file, or a name under configs/models/ ("qwen3-235b-a22b"). Throws InputError(path,
-/// field, ...).
+/// `name_or_path`: a file, or a name under configs/models/ ("qwen3-235b-a22b"), read by sim::load_model.
+/// Throws InputError(path, field, ...).
 MoeShape read_moe_shape(const std::string& name_or_path);
 
 }  // namespace rackep::tools

@@ -1,37 +1,22 @@
 // `rackep trace synth|import|stat` end to end through the built binary: outputs, and exit codes on bad input.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "test_util.hpp"
+#include "tests/cli_util.hpp"
 
 namespace rackep {
 namespace {
 
-const std::string kRackep = std::string(RACKEP_BINARY_DIR) + "/rackep";
 const std::string kData = std::string(RACKEP_SOURCE_DIR) + "/traces/data/esft-deepseek-v2-lite";
 
-struct CliRun {
-  int exit_code = -1;
-  std::string out;  // stdout and stderr together
-};
+using test::CliRun;
 
 CliRun run(const std::string& args) {
-  CliRun r;
-  const std::string cmd = kRackep + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n = 0;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return test::run_rackep(args);
 }
 
 TEST(TraceCli, SynthThenStat) {

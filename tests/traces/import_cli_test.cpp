@@ -2,38 +2,24 @@
 // `rackep trace export` round trips, and bad input through the CLI: a non-zero exit naming the file and
 // field, and nothing written at --out.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "test_util.hpp"
+#include "tests/cli_util.hpp"
 
 namespace rackep {
 namespace {
 
 namespace fs = std::filesystem;
-const std::string kRackep = std::string(RACKEP_BINARY_DIR) + "/rackep";
 const std::string kFix = std::string(RACKEP_SOURCE_DIR) + "/tests/fixtures/import";
 
-struct CliRun {
-  int exit_code = -1;
-  std::string out;
-};
+using test::CliRun;
 
 CliRun run(const std::string& args) {
-  CliRun r;
-  FILE* p = popen((kRackep + " --log-level warn " + args + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n = 0;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return test::run_rackep("--log-level warn " + args);
 }
 
 // Imports, checks the report, then plans the trace with two balancers.
