@@ -15,12 +15,7 @@ namespace {
 
 const std::string kFixture = std::string(RACKEP_SOURCE_DIR) + "/tests/fixtures/import/jsonl/routing.jsonl";
 
-std::vector<TraceRecord> drain(RecordStream& s) {
-  std::vector<TraceRecord> out;
-  TraceRecord r;
-  while (s.next(r)) out.push_back(r);
-  return out;
-}
+using test::drain;
 
 TEST(ImportJsonl, Fixture) {
   ImportReport report;

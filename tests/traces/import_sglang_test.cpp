@@ -15,12 +15,7 @@ namespace {
 namespace fs = std::filesystem;
 const std::string kDir = std::string(RACKEP_SOURCE_DIR) + "/tests/fixtures/import/sglang";
 
-std::vector<TraceRecord> drain(RecordStream& s) {
-  std::vector<TraceRecord> out;
-  TraceRecord r;
-  while (s.next(r)) out.push_back(r);
-  return out;
-}
+using test::drain;
 
 ImportOptions top2(int ranks = 0) {
   ImportOptions o;

@@ -18,12 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 const std::string kFixture = std::string(RACKEP_SOURCE_DIR) + "/tests/fixtures/import/trtllm";
 
-std::vector<TraceRecord> drain(RecordStream& s) {
-  std::vector<TraceRecord> out;
-  TraceRecord r;
-  while (s.next(r)) out.push_back(r);
-  return out;
-}
+using test::drain;
 
 // A copy of the fixture that a test may damage.
 std::string copy_fixture(const test::TempDir& tmp) {

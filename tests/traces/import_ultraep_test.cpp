@@ -16,12 +16,7 @@ namespace fs = std::filesystem;
 const std::string kDir = std::string(RACKEP_SOURCE_DIR) + "/tests/fixtures/import/ultraep";
 const std::string kId = "epg7f00aa_gr0_r0_1700000000000";
 
-std::vector<TraceRecord> drain(RecordStream& s) {
-  std::vector<TraceRecord> out;
-  TraceRecord r;
-  while (s.next(r)) out.push_back(r);
-  return out;
-}
+using test::drain;
 
 ImportOptions top2() {
   ImportOptions o;

@@ -84,12 +84,7 @@ SynthConfig small_config() {
   return c;
 }
 
-std::vector<TraceRecord> drain(RecordStream& s) {
-  std::vector<TraceRecord> out;
-  TraceRecord r;
-  while (s.next(r)) out.push_back(r);
-  return out;
-}
+using test::drain;
 
 TEST(Synthetic, DeterministicForASeed) {
   for (SynthKind kind : {SynthKind::kZipf, SynthKind::kDrift, SynthKind::kSwitch}) {

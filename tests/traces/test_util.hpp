@@ -13,8 +13,10 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
+#include "traces/trace_format.hpp"
 
 namespace rackep::test {
 
@@ -65,6 +67,14 @@ void expect_input_error(Fn&& fn, const std::string& source_part, const std::stri
         << "source: " << e.source() << "; " << e.what();
     EXPECT_EQ(e.field(), field) << e.what();
   }
+}
+
+/// Every remaining record of `s`, in order.
+inline std::vector<TraceRecord> drain(RecordStream& s) {
+  std::vector<TraceRecord> out;
+  TraceRecord r;
+  while (s.next(r)) out.push_back(r);
+  return out;
 }
 
 }  // namespace rackep::test
