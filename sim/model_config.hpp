@@ -45,6 +45,9 @@ struct ModelConfig {
   int num_experts = 0;       ///< routed experts E
   int num_shared_experts = 0;
   int top_k = 0;
+  /// Node-limited routing: each token's experts lie on at most this many NVLink domains when the EP group
+  /// spans several (DeepSeek-V3: 4 nodes, through 8 expert groups and top-4 groups); 0 = no limit.
+  int max_domains_per_token = 0;
   int vocab = 0;
   AttentionConfig attention;
   nlohmann::json as_read;  ///< the file's content, for reports

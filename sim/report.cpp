@@ -133,13 +133,13 @@ void ChromeTraceWriter::begin_process(const std::string& name, int index) {
 }
 
 void ChromeTraceWriter::on_event(const TimelineEvent& e) {
-  const int tid = 2 * e.rank + e.lane;
+  const int tid = kNumStreams * e.rank + e.lane;
   if (static_cast<size_t>(tid) >= named_.size()) named_.resize(tid + 1, false);
   if (!named_[tid]) {
     named_[tid] = true;
     separator();
     out_ << "{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":" << pid_ << ",\"tid\":" << tid
-         << ",\"args\":{\"name\":\"rank " << e.rank << (e.lane == 0 ? " compute" : " comm") << "\"}}";
+         << ",\"args\":{\"name\":\"rank " << e.rank << " " << stream_name(e.lane) << "\"}}";
     separator();
     out_ << "{\"ph\":\"M\",\"name\":\"thread_sort_index\",\"pid\":" << pid_ << ",\"tid\":" << tid
          << ",\"args\":{\"sort_index\":" << tid << "}}";
@@ -148,9 +148,9 @@ void ChromeTraceWriter::on_event(const TimelineEvent& e) {
   std::snprintf(
       buf, sizeof(buf),
       "{\"ph\":\"X\",\"name\":\"%s\",\"pid\":%d,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f,\"args\":{\"layer\":%d,"
-      "\"microbatch\":%lld}}",
+      "\"microbatch\":%lld,\"sms\":%d}}",
       e.name, pid_, tid, e.start_s * 1e6, (e.end_s - e.start_s) * 1e6, e.layer,
-      static_cast<long long>(e.microbatch));
+      static_cast<long long>(e.microbatch), e.sms);
   separator();
   out_ << buf;
 }

@@ -14,9 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "sim/comm_model.hpp"
 #include "sim/cost_model.hpp"
-#include "sim/step_loop.hpp"
+#include "sim/engine.hpp"
+#include "sim/schedule.hpp"
+#include "sim/timeline.hpp"
 #include "sim/workload.hpp"
 
 namespace rackep::sim {
@@ -30,6 +31,9 @@ struct SimConfig {
   Mode mode = Mode::kTrain;
   Fidelity fidelity = Fidelity::kPtask;
   Precision precision = Precision::kBf16;
+  std::string backward_comm_precision;  ///< combine_bwd element type: "fp8" / "bf16"; "" = as precision
+  std::string schedule = "sequential";  ///< train: sequential, 1f1b, dualpipe; prefill: sequential, two-batch
+  int pp = 1;                           ///< pipeline stages; the simulated EP group is one of them
   int ranks = 0;                ///< EP ranks; 0: the trace's (directory) or 32 (generated traces)
   int slots = 2;                ///< R redundant slots per rank
   int domain = 0;               ///< scale-up domain size override; 0 = the topology's
@@ -64,17 +68,24 @@ struct BalancerSummary {
   double weight_sync_gib = 0.0;  ///< weight bytes moved over the whole replay
   double peak_activation_gib = 0.0;
   double redundant_slot_gib = 0.0;  ///< extra memory per rank of redundant slots
+  double memory_gib = 0.0;          ///< peak per rank: weights, gradients, optimizer, activations, slots
+  bool oom = false;                 ///< memory_gib exceeds the GPU's memory
+  double pipeline_bubble_s = 0.0;   ///< per step, from the simulated chunk times (0 without PP)
+  double compute_busy_s = 0.0;      ///< per rank (mean), per step or pass
+  double comm_busy_s = 0.0;
+  double overlapped_s = 0.0;        ///< compute and communication at the same time
+  nlohmann::json phases;            ///< per phase: mean duration per MoE layer (forward / backward)
   double host_planner_us = -1.0;    ///< measured mean host planner time per call; -1 unless requested
 };
 
 struct SimReport {
   nlohmann::json inputs;  ///< what was simulated (names, files, sizes, options)
   std::vector<BalancerSummary> balancers;
-  nlohmann::json platform;  ///< CommModel::describe()
+  nlohmann::json platform;  ///< StepEngine::describe()
   double global_tokens_per_step = 0.0;
 };
 
-/// Observer hooks of a simulation. `timeline` receives the step loop's events of every balancer; it is told
+/// Observer hooks of a simulation. `timeline` receives every operation of every balancer's step; it is told
 /// which balancer comes next through `on_balancer`.
 struct SimHooks {
   TimelineSink* timeline = nullptr;

@@ -19,6 +19,7 @@ namespace rackep::sim {
 /// One accelerator. Rates are dense (no sparsity), per GPU.
 struct GpuSpec {
   std::string name;
+  std::string arch;  ///< architecture that selects the calibration's efficiencies ("hopper", "blackwell")
   Sourced bf16_flops_per_s;
   Sourced fp8_flops_per_s;
   Sourced hbm_bytes;

@@ -24,6 +24,15 @@ namespace rackep::sim {
 /// Token copies from each source rank to each destination rank (diagonal = tokens served locally).
 TrafficMatrix dispatch_token_matrix(const PlanResult& result, int top_k, bool dedup);
 
+/// The dispatch token copies as DeepEP moves them between NVLink domains (docs/HARDWARE.md "Internode
+/// all-to-all"): inside the source's domain one copy per (token, destination rank) over NVLink, as
+/// dispatch_token_matrix(); towards another domain d one copy per (token, d) over the NIC to the rank of d
+/// with the source's local index (the RDMA peer), which forwards it over NVLink to every other destination
+/// rank of d. `max_domains_per_token` > 0 (node-limited routing, DeepSeek-V3: 4) caps the domains a token
+/// reaches. Entry (i, j) = copies from i to j on the route between them; the transpose is the combine.
+TrafficMatrix dispatch_route_matrix(const PlanResult& result, int top_k, bool dedup, const Fabric& fabric,
+                                    int max_domains_per_token);
+
 /// round(tokens x bytes_per_token), optionally transposed (combine direction).
 TrafficMatrix scale_traffic(const TrafficMatrix& tokens, double bytes_per_token, bool transpose);
 
