@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "sim/simulator.hpp"
+#include "sim/timeline.hpp"
 
 namespace rackep::sim {
 

@@ -98,6 +98,16 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   if (num_mbs <= 0) throw InputError("--trace", c.trace, "holds no complete microbatch");
   const int num_moe = model.num_moe_layers();
 
+  SimReport report;
+  nlohmann::json notes = nlohmann::json::array();
+  if (trace_layers < num_moe) {
+    notes.push_back("the trace has " + std::to_string(trace_layers) + " layers and the model " +
+                    std::to_string(num_moe) + " MoE layers: MoE layer i replays trace layer i mod " +
+                    std::to_string(trace_layers));
+  } else if (trace_layers > num_moe) {
+    notes.push_back("the trace has " + std::to_string(trace_layers) + " layers; only the first " +
+                    std::to_string(num_moe) + " are replayed");
+  }
   const bool train = c.mode == Mode::kTrain;
   const Schedule schedule = parse_schedule(c.schedule, c.mode, c.pp);
   const bool halves = schedule == Schedule::kTwoBatch;
@@ -164,7 +174,7 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
         for (int l = 0; l < trace_layers; ++l) {
           loads[l] = buffer[l];
           if (!halves) continue;
-          for (int32_t& x : loads[l].counts) x = part == 0 ? x - x / 2 : x / 2;
+          for (int32_t& x : loads[l].values()) x = part == 0 ? x - x / 2 : x / 2;
         }
         MicrobatchInputs inputs;
         const std::vector<int64_t> pairs = loads[0].source_totals();
@@ -232,7 +242,7 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   StepEngine engine(engine_config(c, fabric, in.topology.gpu));
   struct Outcome {
     double total_s = 0.0, bubble_s = 0.0, compute_busy = 0.0, comm_busy = 0.0, overlapped = 0.0;
-    double exposed = 0.0, exposed_plan = 0.0, exposed_ws = 0.0, exposed_gr = 0.0;
+    double exposed = 0.0;
     double peak_activation = 0.0;
     nlohmann::json phases;
   };
@@ -281,10 +291,9 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
       o.comm_busy += mb_ / n;
       o.overlapped += (cb + mb_ - u) / n;
       // Balancing time not hidden by useful work on this rank.
-      const double b = union_length(bal[r]);
       std::vector<std::pair<double, double>> both = bal[r];
       both.insert(both.end(), useful[r].begin(), useful[r].end());
-      o.exposed = std::max(o.exposed, union_length(both) - union_length(useful[r]) + 0.0 * b);
+      o.exposed = std::max(o.exposed, union_length(both) - union_length(useful[r]));
     }
     for (const auto& [key, v] : phase_sum) o.phases[key] = v.first / v.second;
     // Pipeline bubble from the simulated chunk times (DualPipe README: 1F1B (P-1)(F+B); DualPipe
@@ -307,7 +316,7 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
         double w = 0.0;
         for (const auto& [key, v] : phase_sum)
           if (key == "experts_wgrad") w = v.first * stage_moe;
-        const double fb = res.span_s / std::max(1, num_mbs);  // one overlapped F&B pair per microbatch
+        const double fb = res.span_s / std::max<int64_t>(1, num_mbs);  // one overlapped F&B pair per microbatch
         o.bubble_s = std::max(0.0, (c.pp / 2.0 - 1.0) * (fb + bw - 3.0 * w));
       } else {
         o.bubble_s = (c.pp - 1.0) * (f + bw);

@@ -60,10 +60,9 @@ struct BalancerSummary {
   double tflops_per_gpu = 0.0;
   double pct_of_ideal = 0.0;  ///< ideal throughput share: 100 x ideal time / this time
   double speedup_vs_none = 0.0;
-  double exposed_overhead_s = 0.0;  ///< per step (train) or per pass (prefill)
-  double exposed_plan_s = 0.0;
-  double exposed_weight_sync_s = 0.0;
-  double exposed_grad_reduce_s = 0.0;
+  /// Balancing time (gather, plan, reroute, weight_sync, restore, grad_reduce, placement updates) not
+  /// hidden under other work, on the rank where it is largest; per step (train) or per pass (prefill).
+  double exposed_overhead_s = 0.0;
   double replicas = 0.0;         ///< mean replicas per (layer, microbatch)
   double weight_sync_gib = 0.0;  ///< weight bytes moved over the whole replay
   double peak_activation_gib = 0.0;

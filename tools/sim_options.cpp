@@ -22,11 +22,18 @@ void add_sim_options(CLI::App& cmd, SimCliOptions& o) {
   cmd.add_option("--mode", o.mode, "train (forward + backward) or prefill (forward only)")
       ->capture_default_str();
   cmd.add_option("--fidelity", o.fidelity,
-                 "ptask (one SimGrid parallel task per phase), flow (one comm per pair, "
-                 "<= 144 ranks) or analytic")
+                 "ptask (one SimGrid parallel task per collective) or flow (one comm per pair, "
+                 "<= 144 ranks)")
       ->capture_default_str();
   cmd.add_option("--precision", o.precision, "GEMM and dispatch precision: bf16 or fp8")
       ->capture_default_str();
+  cmd.add_option("--backward-comm-precision", o.backward_comm_precision,
+                 "element type of combine_bwd (the gradient before the down-projection): bf16 or fp8; "
+                 "default: as --precision");
+  cmd.add_option("--schedule", o.schedule,
+                 "train: sequential, 1f1b or dualpipe; prefill: sequential or two-batch")
+      ->capture_default_str();
+  cmd.add_option("--pp", o.pp, "pipeline stages; the simulated EP group is one stage")->capture_default_str();
   cmd.add_option("--ranks", o.ranks, "EP ranks (0: the trace's, or 32 for generated traces)")
       ->capture_default_str();
   cmd.add_option("--slots", o.slots, "redundant expert slots per rank")->capture_default_str();
@@ -65,6 +72,9 @@ sim::SimConfig to_sim_config(const SimCliOptions& o) {
   c.mode = sim::parse_mode(o.mode);
   c.fidelity = sim::parse_fidelity(o.fidelity);
   c.precision = sim::parse_precision(o.precision);
+  c.backward_comm_precision = o.backward_comm_precision;
+  c.schedule = o.schedule;
+  c.pp = o.pp;
   c.ranks = o.ranks;
   c.slots = o.slots;
   c.domain = o.domain;
@@ -102,6 +112,10 @@ std::vector<std::string> to_args(const SimCliOptions& o) {
                                 o.fidelity,
                                 "--precision",
                                 o.precision,
+                                "--schedule",
+                                o.schedule,
+                                "--pp",
+                                std::to_string(o.pp),
                                 "--ranks",
                                 std::to_string(o.ranks),
                                 "--slots",
@@ -120,6 +134,10 @@ std::vector<std::string> to_args(const SimCliOptions& o) {
                                 std::to_string(o.seq_len),
                                 "--weight-sync",
                                 o.weight_sync};
+  if (!o.backward_comm_precision.empty()) {
+    a.push_back("--backward-comm-precision");
+    a.push_back(o.backward_comm_precision);
+  }
   if (o.recompute) a.push_back("--recompute");
   if (o.no_dedup) a.push_back("--no-dedup");
   if (o.no_ptask_compress) a.push_back("--no-ptask-compress");

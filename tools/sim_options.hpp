@@ -22,6 +22,9 @@ struct SimCliOptions {
   std::string mode = "train";
   std::string fidelity = "ptask";
   std::string precision = "bf16";
+  std::string backward_comm_precision;
+  std::string schedule = "sequential";
+  int pp = 1;
   int ranks = 0;
   int slots = 2;
   int domain = 0;
