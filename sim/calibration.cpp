@@ -89,8 +89,14 @@ Calibration load_calibration(const std::string& path) {
       for (size_t i = 0; i < curve.size(); ++i) {
         JsonFields p(curve[i], path, where + "[" + std::to_string(i) + "]");
         EfficiencyPoint e;
-        e.tokens = p.number("tokens", 1e-9, 1e12);
-        e.efficiency = p.number("efficiency", 1e-9, 1.0);
+        const nlohmann::json& t = p.raw("tokens");
+        const nlohmann::json& v = p.raw("efficiency");
+        if (!t.is_number() || !(t.get<double>() > 0.0)) p.fail("tokens", "must be a positive number");
+        if (!v.is_number() || !(v.get<double>() > 0.0 && v.get<double>() <= 1.0)) {
+          p.fail("efficiency", "must be in (0, 1]");
+        }
+        e.tokens = t.get<double>();
+        e.efficiency = v.get<double>();
         e.source = p.string("source");
         if (e.source.empty()) p.fail("source", "must name where the number comes from");
         if (!out.empty() && e.tokens <= out.back().tokens) {
