@@ -68,6 +68,11 @@ TEST(SimConfig, DefaultCalibrationLoadsAndInterpolates) {
   EXPECT_DOUBLE_EQ(c.gemm_efficiency(1), 0.135);
   // Halfway (in log2) between 4096 (0.62) and 8192 (0.65).
   EXPECT_NEAR(c.gemm_efficiency(std::sqrt(4096.0 * 8192.0)), 0.635, 1e-12);
+  EXPECT_DOUBLE_EQ(c.gemm_efficiency(64, GemmPass::kWgrad), 0.135);
+  EXPECT_EQ(c.attention_for("hopper", "mla").forward.value, 0.6);
+  EXPECT_EQ(c.arch("hopper").scale_up_efficiency.value, 0.77);
+  EXPECT_EQ(c.comm_sms.all_to_all.value, 20.0);
+  EXPECT_THROW(c.arch("no-such-gpu"), InputError);
   EXPECT_GT(c.planner("ultraep").fixed_s, 0.0);
   EXPECT_EQ(c.planner("some-plugin").fixed_s, 0.0);  // falls back to "default"
 }

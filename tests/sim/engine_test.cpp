@@ -103,15 +103,41 @@ TEST(SimSchedules, AllEqualWithoutCommunication) {
   const std::string path = std::string(::testing::TempDir()) + "/no_launch_calibration.json";
   std::ofstream(path) << cal.dump(2);
   const std::string base = "balancers=none ranks=1 tokens=1024 microbatches=4 calibration=" + path +
-                           " trace=synthetic:zipf";
+                           " trace=synthetic:zipf imbalance=1";
   const double seq = step(base + " schedule=sequential");
   EXPECT_NEAR(step(base + " schedule=1f1b") / seq, 1.0, 1e-9);
   EXPECT_NEAR(step(base + " schedule=dualpipe") / seq, 1.0, 1e-9);
 }
 
 TEST(SimSchedules, TwoBatchPrefillNoSlowerThanSequential) {
-  const std::string base = "balancers=ultraep mode=prefill ranks=16 tokens=4096 microbatches=2";
+  // DeepSeek-V3 across two H800 nodes: internode all-to-alls comparable to the compute.
+  const std::string base =
+      "balancers=ultraep mode=prefill model=deepseek-v3 topology=hgx-h800 ranks=16 tokens=4096 microbatches=1 "
+      "precision=fp8 trace=synthetic:zipf imbalance=1.5";
   EXPECT_LT(step(base + " schedule=two-batch"), step(base + " schedule=sequential"));
+}
+
+TEST(SimSimulation, BalancedTraceEveryBalancerMatchesIdeal) {
+  // The deterministic rho = 1 synthetic pattern: every rank perfectly balanced, nothing to replicate.
+  const nlohmann::json r = run("report ptask trace=synthetic:zipf imbalance=1 ranks=8 tokens=512 slots=0 "
+                               "balancers=none,ultraep,eplb,lplb,ideal");
+  const nlohmann::json& bs = r["balancers"];
+  ASSERT_EQ(bs.size(), 5u);
+  const double ideal = bs[4]["step_s"].get<double>();
+  for (const nlohmann::json& b : bs) {
+    EXPECT_DOUBLE_EQ(b["imbalance"].get<double>(), 1.0) << b["name"];
+    EXPECT_EQ(b["replicas"].get<double>(), 0.0) << b["name"];
+    EXPECT_GE(b["step_s"].get<double>(), ideal * (1 - 1e-12)) << b["name"];
+  }
+  EXPECT_NEAR(bs[0]["step_s"].get<double>() / ideal, 1.0, 1e-9);  // none: nothing to balance, no overhead
+}
+
+TEST(SimSimulation, PrefillRunsForwardOnly) {
+  const std::string base = "report ptask trace=synthetic:zipf imbalance=1 ranks=8 tokens=512 balancers=none";
+  const nlohmann::json p = run(base + " mode=prefill");
+  const nlohmann::json t = run(base);
+  EXPECT_GT(t["balancers"][0]["step_s"].get<double>(), 2.0 * p["balancers"][0]["step_s"].get<double>());
+  EXPECT_DOUBLE_EQ(p["global_tokens_per_step"].get<double>(), 8 * 512);
 }
 
 TEST(SimEngine, PtaskReportIsByteIdenticalAcrossRuns) {

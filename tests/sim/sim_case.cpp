@@ -110,7 +110,16 @@ int main(int argc, char** argv) {
         else if (k == "tokens") c.tokens_per_rank = std::stoll(v);
         else if (k == "microbatches") c.microbatches = std::stoll(v);
         else if (k == "calibration") c.calibration = v;
-        else if (k == "balancers") c.balancers = {v};
+        else if (k == "balancers") {
+          c.balancers.clear();
+          for (size_t a = 0, b; a <= v.size(); a = b + 1) {
+            b = v.find(',', a);
+            if (b == std::string::npos) b = v.size();
+            c.balancers.push_back(v.substr(a, b - a));
+          }
+        }
+        else if (k == "imbalance") c.imbalance = std::stod(v);
+        else if (k == "slots") c.slots = std::stoi(v);
         else if (k == "precision") c.precision = parse_precision(v);
         else throw std::invalid_argument("unknown key " + k);
       }
