@@ -61,156 +61,202 @@ std::shared_ptr<const SparseTraffic> peer_traffic(const std::vector<double>& tok
   return t;
 }
 
+// One chunk (the forward or the backward of one microbatch over the stage's layers) being emitted layer by
+// layer. Its compute goes to `compute`, its communication to `comm`; two chunks that overlap share the compute
+// stream (their kernels interleave in a fixed order, as DualPipe and two-batch overlap issue them) and have a
+// communication stream each.
+struct ChunkState {
+  Chunk c;
+  int compute = 0, comm = 0;
+  std::vector<uint32_t> deps;  // what the next emitted op of this chunk waits for
+  size_t next = 0;             // layers emitted
+  bool started = false;
+  // Per layer, between segments.
+  uint32_t dispatch = 0, dgrad = 0, reduced = 0;  // dispatch: forward dispatch or dispatch_bwd
+  bool have_reduced = false;
+};
+
 class Builder {
  public:
   Builder(const std::vector<std::vector<LayerWork>>& work, const std::vector<DenseWork>& dense,
           const ScheduleParams& p, StepPlan& out)
       : work_(work), dense_(dense), p_(p), out_(out), g_(out.graph) {}
 
-  // Emits the forward chunk of `mb` on `lane`; its first op waits for `deps`.
-  Chunk forward(int mb, int lane, std::vector<uint32_t> deps) {
-    Chunk c{false, mb, lane, 0, 0};
-    bool first = true;
-    auto note = [&](uint32_t id) {
-      if (first) c.first = id;
-      first = false;
-      c.last = id;
-      return id;
-    };
-    const int C = compute_stream(lane), K = comm_stream(lane);
+  ChunkState start(bool backward, int mb, int comm, std::vector<uint32_t> deps) {
+    const int compute = kCompute;
+    ChunkState st;
+    st.c = Chunk{backward, mb, comm == kLane0Comm ? 0 : 1, 0, 0};
+    st.compute = compute;
+    st.comm = comm;
+    st.deps = std::move(deps);
     const DenseWork& d = dense_[mb];
-    for (int l = 0; l < p_.num_dense_layers; ++l) {
-      note(g_.add_compute(Phase::kDenseAttention, C, l, mb, d.attention, deps));
-      deps.clear();
-      note(g_.add_compute(Phase::kDenseFfn, C, l, mb, d.ffn));
-    }
-    for (size_t l = 0; l < work_[mb].size(); ++l) {
-      const int layer = p_.first_decoder_layer + static_cast<int>(l);
-      const LayerWork& w = work_[mb][l];
-      const uint32_t att = note(g_.add_compute(Phase::kAttention, C, layer, mb, w.attention, deps));
-      if (w.placement_update) {
-        Collective u = comm(w.placement_update, 1.0, p_.weight_sync_launch_s, p_.sms_weight_sync);
-        g_.add_collective(Phase::kPlacementUpdate, kBackground, layer, mb, u, {att});
+    if (!backward) {
+      for (int l = 0; l < p_.num_dense_layers; ++l) {
+        note(st, g_.add_compute(Phase::kDenseAttention, compute, l, mb, d.attention, take(st)));
+        st.deps = {note(st, g_.add_compute(Phase::kDenseFfn, compute, l, mb, d.ffn))};
       }
-      uint32_t last = note(g_.add_compute(Phase::kRouter, C, layer, mb, w.router));
-      if (w.allgather) {
-        Collective a = comm(w.allgather, 1.0, p_.allgather_launch_s, p_.sms_allgather);
-        last = note(g_.add_collective(Phase::kLoadAllgather, K, layer, mb, a, {last}));
-      }
-      const uint32_t plan = note(g_.add_compute(Phase::kPlan, C, layer, mb, w.plan, {last}));
-      std::vector<uint32_t> dispatch_deps;
-      if (w.weight_sync) {
-        Collective s = comm(w.weight_sync, 1.0, p_.weight_sync_launch_s, p_.sms_weight_sync);
-        s.tail_s = w.weight_sync_tail_s;
-        note(g_.add_collective(Phase::kWeightSync, K, layer, mb, s, {plan}));
-      }
-      const uint32_t rr = note(g_.add_compute(Phase::kReroute, C, layer, mb, w.reroute));
-      dispatch_deps.push_back(rr);
-      note(g_.add_compute(Phase::kSharedExpert, C, layer, mb, w.shared_expert));
-      const uint32_t dp = note(g_.add_collective(Phase::kDispatch, K, layer, mb, a2a(w.tokens, p_.dispatch_bytes, false),
-                                                 dispatch_deps));
-      const uint32_t ex = note(g_.add_compute(Phase::kExperts, C, layer, mb, w.experts, {dp}));
-      const uint32_t cb =
-          note(g_.add_collective(Phase::kCombine, K, layer, mb, a2a(w.tokens, p_.combine_bytes, true), {ex}));
-      deps = {cb};
+    } else if (p_.lm_head) {
+      st.deps = {note(st, g_.add_compute(Phase::kLmHeadBwd, compute, -1, mb, d.lm_head_bwd, take(st)))};
     }
-    if (p_.lm_head) note(g_.add_compute(Phase::kLmHead, C, -1, mb, d.lm_head, deps));
-    if (p_.pp > 1) {
-      Collective s = comm(peer_traffic(d.tokens, p_.pp_bytes_per_token), 1.0, 0.0, p_.sms_pp);
-      s.p2p = true;
-      s.to_peer = true;
-      note(g_.add_collective(Phase::kPpSend, K, -1, mb, s, {c.last}));
+    return st;
+  }
+  size_t layers(const ChunkState& st) const { return work_[st.c.mb].size(); }
+
+  // Forward of one MoE layer in two compute segments around the dispatch, and the combine.
+  void fwd_first(ChunkState& st) {
+    const int mb = st.c.mb, layer = p_.first_decoder_layer + static_cast<int>(st.next), C = st.compute,
+              K = st.comm;
+    const LayerWork& w = work_[mb][st.next];
+    const uint32_t att = note(st, g_.add_compute(Phase::kAttention, C, layer, mb, w.attention, take(st)));
+    if (w.placement_update) {
+      Collective u = comm(w.placement_update, 1.0, p_.weight_sync_launch_s, p_.sms_weight_sync);
+      g_.add_collective(Phase::kPlacementUpdate, kBackground, layer, mb, u, {att});
     }
-    out_.chunks.push_back(c);
-    return c;
+    uint32_t last = note(st, g_.add_compute(Phase::kRouter, C, layer, mb, w.router));
+    if (w.allgather) {
+      Collective a = comm(w.allgather, 1.0, p_.allgather_launch_s, p_.sms_allgather);
+      last = note(st, g_.add_collective(Phase::kLoadAllgather, K, layer, mb, a, {last}));
+    }
+    const uint32_t plan = note(st, g_.add_compute(Phase::kPlan, C, layer, mb, w.plan, {last}));
+    if (w.weight_sync) {
+      Collective s = comm(w.weight_sync, 1.0, p_.weight_sync_launch_s, p_.sms_weight_sync);
+      s.tail_s = w.weight_sync_tail_s;
+      note(st, g_.add_collective(Phase::kWeightSync, K, layer, mb, s, {plan}));
+    }
+    const uint32_t rr = note(st, g_.add_compute(Phase::kReroute, C, layer, mb, w.reroute));
+    st.dispatch = note(st, g_.add_collective(Phase::kDispatch, K, layer, mb, a2a(w.tokens, p_.dispatch_bytes, false), {rr}));
+    note(st, g_.add_compute(Phase::kSharedExpert, C, layer, mb, w.shared_expert));
+  }
+  void fwd_second(ChunkState& st) {
+    const int mb = st.c.mb, layer = p_.first_decoder_layer + static_cast<int>(st.next);
+    const LayerWork& w = work_[mb][st.next];
+    const uint32_t ex = note(st, g_.add_compute(Phase::kExperts, st.compute, layer, mb, w.experts, {st.dispatch}));
+    st.deps = {note(st, g_.add_collective(Phase::kCombine, st.comm, layer, mb,
+                                          a2a(w.tokens, p_.combine_bytes, true), {ex}))};
+    ++st.next;
   }
 
-  Chunk backward(int mb, int lane, std::vector<uint32_t> deps) {
-    Chunk c{true, mb, lane, 0, 0};
-    bool first = true;
-    auto note = [&](uint32_t id) {
-      if (first) c.first = id;
-      first = false;
-      c.last = id;
-      return id;
-    };
-    const int C = compute_stream(lane), K = comm_stream(lane);
-    const int W = p_.schedule == Schedule::kDualPipe ? static_cast<int>(kWgrad) : C;
+  // Backward of one MoE layer (last layer first): [recomputed forward], [restore], combine_bwd, then the
+  // expert dgrad and wgrad, dispatch_bwd, then shared expert, router and attention backward.
+  void bwd_first(ChunkState& st) {
+    const size_t i = layers(st) - 1 - st.next;
+    const int mb = st.c.mb, layer = p_.first_decoder_layer + static_cast<int>(i), C = st.compute, K = st.comm;
+    const LayerWork& w = work_[mb][i];
+    if (p_.recompute) {
+      // Full recompute re-runs the layer's forward with the saved plan (no gather, plan or weight_sync).
+      const uint32_t a = note(st, g_.add_compute(Phase::kAttention, C, layer, mb, w.attention, take(st), true));
+      note(st, g_.add_compute(Phase::kRouter, C, layer, mb, w.router, {}, true));
+      const uint32_t dp = note(st, g_.add_collective(Phase::kDispatch, K, layer, mb,
+                                                     a2a(w.tokens, p_.dispatch_bytes, false), {a}, true));
+      note(st, g_.add_compute(Phase::kSharedExpert, C, layer, mb, w.shared_expert, {}, true));
+      const uint32_t ex = note(st, g_.add_compute(Phase::kExperts, C, layer, mb, w.experts, {dp}, true));
+      st.deps = {note(st, g_.add_collective(Phase::kCombine, K, layer, mb, a2a(w.tokens, p_.combine_bytes, true),
+                                            {ex}, true))};
+    }
+    std::vector<uint32_t> dgrad_deps;
+    if (w.weight_restore) {
+      std::vector<uint32_t> rdeps = st.deps;
+      if (st.have_reduced) rdeps.push_back(st.reduced);  // the shared slots hold the previous layer's grads
+      Collective s = comm(w.weight_sync, 1.0, p_.weight_sync_launch_s, p_.sms_weight_sync);
+      s.tail_s = w.weight_sync_tail_s;
+      dgrad_deps.push_back(note(st, g_.add_collective(Phase::kWeightRestore, K, layer, mb, s, rdeps)));
+    }
+    dgrad_deps.push_back(note(st, g_.add_collective(Phase::kCombineBwd, K, layer, mb,
+                                                    a2a(w.tokens, p_.combine_bwd_bytes, false), take(st))));
+    st.dgrad = note(st, g_.add_compute(Phase::kExpertsDgrad, C, layer, mb, w.experts_dgrad, dgrad_deps));
+    st.dispatch = note(st, g_.add_collective(Phase::kDispatchBwd, K, layer, mb,
+                                             a2a(w.tokens, p_.dispatch_bwd_bytes, true), {st.dgrad}));
+    const uint32_t wg = note(st, g_.add_compute(Phase::kExpertsWgrad, C, layer, mb, w.experts_wgrad));
+    if (w.grad_reduce) {
+      Collective r = comm(w.grad_reduce, 1.0, p_.weight_sync_launch_s, p_.sms_grad_reduce);
+      r.min_s = w.grad_reduce_min_s;
+      st.reduced = g_.add_collective(Phase::kGradReduce, kBackground, layer, mb, r, {wg});
+      st.have_reduced = true;
+    }
+  }
+  void bwd_second(ChunkState& st) {
+    const size_t i = layers(st) - 1 - st.next;
+    const int mb = st.c.mb, layer = p_.first_decoder_layer + static_cast<int>(i), C = st.compute;
+    const LayerWork& w = work_[mb][i];
+    note(st, g_.add_compute(Phase::kSharedExpertBwd, C, layer, mb, w.shared_expert_bwd));
+    note(st, g_.add_compute(Phase::kRouterBwd, C, layer, mb, w.router_bwd, {st.dispatch}));
+    st.deps = {note(st, g_.add_compute(Phase::kAttentionBwd, C, layer, mb, w.attention_bwd))};
+    ++st.next;
+  }
+
+  Chunk finish(ChunkState& st) {
+    const int mb = st.c.mb, C = st.compute;
     const DenseWork& d = dense_[mb];
-    std::vector<uint32_t> wgrads;
-    if (p_.lm_head) {
-      note(g_.add_compute(Phase::kLmHeadBwd, C, -1, mb, d.lm_head_bwd, deps));
-      deps = {c.last};
-    }
-    uint32_t reduced = 0;
-    bool have_reduced = false;
-    for (size_t i = work_[mb].size(); i-- > 0;) {
-      const int layer = p_.first_decoder_layer + static_cast<int>(i);
-      const LayerWork& w = work_[mb][i];
-      if (p_.recompute) {
-        // Full recompute re-runs the layer's forward with the saved plan (no gather, plan or weight_sync).
-        const uint32_t a = note(g_.add_compute(Phase::kAttention, C, layer, mb, w.attention, deps, true));
-        deps.clear();
-        note(g_.add_compute(Phase::kRouter, C, layer, mb, w.router, {}, true));
-        note(g_.add_compute(Phase::kSharedExpert, C, layer, mb, w.shared_expert, {}, true));
-        const uint32_t dp = note(g_.add_collective(Phase::kDispatch, K, layer, mb,
-                                                   a2a(w.tokens, p_.dispatch_bytes, false), {a}, true));
-        const uint32_t ex = note(g_.add_compute(Phase::kExperts, C, layer, mb, w.experts, {dp}, true));
-        deps = {note(g_.add_collective(Phase::kCombine, K, layer, mb, a2a(w.tokens, p_.combine_bytes, true),
-                                       {ex}, true))};
+    if (!st.c.backward) {
+      if (p_.lm_head) st.deps = {note(st, g_.add_compute(Phase::kLmHead, C, -1, mb, d.lm_head, take(st)))};
+    } else {
+      for (int l = p_.num_dense_layers; l-- > 0;) {
+        if (p_.recompute) {
+          note(st, g_.add_compute(Phase::kDenseAttention, C, l, mb, d.attention, take(st), true));
+          note(st, g_.add_compute(Phase::kDenseFfn, C, l, mb, d.ffn, {}, true));
+        }
+        note(st, g_.add_compute(Phase::kDenseFfnBwd, C, l, mb, d.ffn_bwd, take(st)));
+        st.deps = {note(st, g_.add_compute(Phase::kDenseAttentionBwd, C, l, mb, d.attention_bwd))};
       }
-      std::vector<uint32_t> dgrad_deps;
-      if (w.weight_restore) {
-        std::vector<uint32_t> rdeps = deps;
-        if (have_reduced) rdeps.push_back(reduced);  // the shared slots hold the previous layer's gradients
-        Collective s = comm(w.weight_sync, 1.0, p_.weight_sync_launch_s, p_.sms_weight_sync);
-        s.tail_s = w.weight_sync_tail_s;
-        dgrad_deps.push_back(note(g_.add_collective(Phase::kWeightRestore, K, layer, mb, s, rdeps)));
-      }
-      const uint32_t cbb = note(g_.add_collective(Phase::kCombineBwd, K, layer, mb,
-                                                  a2a(w.tokens, p_.combine_bwd_bytes, false), deps));
-      dgrad_deps.push_back(cbb);
-      const uint32_t dg = note(g_.add_compute(Phase::kExpertsDgrad, C, layer, mb, w.experts_dgrad, dgrad_deps));
-      const uint32_t wg = g_.add_compute(Phase::kExpertsWgrad, W, layer, mb, w.experts_wgrad, {dg});
-      if (W == C) note(wg);
-      wgrads.push_back(wg);
-      if (w.grad_reduce) {
-        Collective r = comm(w.grad_reduce, 1.0, p_.weight_sync_launch_s, p_.sms_grad_reduce);
-        r.min_s = w.grad_reduce_min_s;
-        reduced = g_.add_collective(Phase::kGradReduce, kBackground, layer, mb, r, {wg});
-        have_reduced = true;
-      }
-      const uint32_t dpb = note(g_.add_collective(Phase::kDispatchBwd, K, layer, mb,
-                                                  a2a(w.tokens, p_.dispatch_bwd_bytes, true), {dg}));
-      note(g_.add_compute(Phase::kSharedExpertBwd, C, layer, mb, w.shared_expert_bwd));
-      note(g_.add_compute(Phase::kRouterBwd, C, layer, mb, w.router_bwd, {dpb}));
-      deps = {note(g_.add_compute(Phase::kAttentionBwd, C, layer, mb, w.attention_bwd))};
-    }
-    for (int l = p_.num_dense_layers; l-- > 0;) {
-      if (p_.recompute) {
-        note(g_.add_compute(Phase::kDenseAttention, C, l, mb, d.attention, deps, true));
-        deps.clear();
-        note(g_.add_compute(Phase::kDenseFfn, C, l, mb, d.ffn, {}, true));
-      }
-      note(g_.add_compute(Phase::kDenseFfnBwd, C, l, mb, d.ffn_bwd, deps));
-      deps = {note(g_.add_compute(Phase::kDenseAttentionBwd, C, l, mb, d.attention_bwd))};
-    }
-    // The chunk is done when its weight gradients are: a join on the compute stream.
-    if (W != C && !wgrads.empty()) {
-      std::vector<double> zero(g_.num_ranks(), 0.0);
-      note(g_.add_compute(Phase::kExpertsWgrad, C, -1, mb, zero, wgrads));
     }
     if (p_.pp > 1) {
       Collective s = comm(peer_traffic(d.tokens, p_.pp_bytes_per_token), 1.0, 0.0, p_.sms_pp);
       s.p2p = true;
       s.to_peer = true;
-      note(g_.add_collective(Phase::kPpSendBwd, K, -1, mb, s, {c.last}));
+      note(st, g_.add_collective(st.c.backward ? Phase::kPpSendBwd : Phase::kPpSend, st.comm, -1, mb, s,
+                                 {st.c.last}));
     }
-    out_.chunks.push_back(c);
-    return c;
+    out_.chunks.push_back(st.c);
+    return st.c;
+  }
+
+  // A chunk on its own: every segment in order.
+  Chunk alone(bool backward, int mb, std::vector<uint32_t> deps) {
+    ChunkState st = start(backward, mb, kLane0Comm, std::move(deps));
+    while (st.next < layers(st)) {
+      if (backward) {
+        bwd_first(st);
+        bwd_second(st);
+      } else {
+        fwd_first(st);
+        fwd_second(st);
+      }
+    }
+    return finish(st);
+  }
+
+  // Two chunks overlapped on one compute stream, layer by layer: each chunk's all-to-all is issued before
+  // the other chunk's compute segment, so it runs under that compute (DualPipe's forward/backward pairing,
+  // DeepSeek-V3 report Figure 4; two-batch overlap of SGLang / DeepSeek prefill).
+  std::pair<Chunk, Chunk> overlapped(bool a_backward, int a_mb, std::vector<uint32_t> a_deps, bool b_backward,
+                                     int b_mb, std::vector<uint32_t> b_deps) {
+    ChunkState a = start(a_backward, a_mb, kLane0Comm, std::move(a_deps));
+    ChunkState b = start(b_backward, b_mb, kLane1Comm, std::move(b_deps));
+    auto first = [&](ChunkState& st) { st.c.backward ? bwd_first(st) : fwd_first(st); };
+    auto second = [&](ChunkState& st) { st.c.backward ? bwd_second(st) : fwd_second(st); };
+    while (a.next < layers(a) || b.next < layers(b)) {
+      if (a.next < layers(a)) first(a);
+      if (b.next < layers(b)) first(b);
+      if (a.next < layers(a)) second(a);
+      if (b.next < layers(b)) second(b);
+    }
+    const Chunk ca = finish(a);
+    const Chunk cb = finish(b);
+    return {ca, cb};
   }
 
  private:
+  uint32_t note(ChunkState& st, uint32_t id) {
+    if (!st.started) st.c.first = id;
+    st.started = true;
+    st.c.last = id;
+    return id;
+  }
+  static std::vector<uint32_t> take(ChunkState& st) {
+    std::vector<uint32_t> d = std::move(st.deps);
+    st.deps.clear();
+    return d;
+  }
   static Collective comm(std::shared_ptr<const SparseTraffic> t, double scale, double launch_s, int sms) {
     Collective c;
     c.traffic = std::move(t);
@@ -242,56 +288,61 @@ StepPlan build_step_graph(const std::vector<std::vector<LayerWork>>& work, const
   Builder b(work, dense, p, out);
   const int m = static_cast<int>(work.size());
   if (p.mode == Mode::kPrefill) {
+    std::vector<uint32_t> deps;
     if (p.schedule == Schedule::kTwoBatch) {
       RACKEP_CHECK(m % 2 == 0, "two-batch: microbatches come in halves");
-      std::vector<uint32_t> deps;
       for (int pass = 0; pass < m / 2; ++pass) {
-        const Chunk a = b.forward(2 * pass, 0, deps);
-        const Chunk c = b.forward(2 * pass + 1, 1, deps);
-        deps = {a.last, c.last};
+        const auto [x, y] = b.overlapped(false, 2 * pass, deps, false, 2 * pass + 1, deps);
+        deps = {x.last, y.last};
       }
     } else {
-      std::vector<uint32_t> deps;
-      for (int mb = 0; mb < m; ++mb) deps = {b.forward(mb, 0, deps).last};
+      for (int mb = 0; mb < m; ++mb) deps = {b.alone(false, mb, deps).last};
     }
     return out;
   }
   std::vector<Chunk> fwd(m), bwd(m);
-  // Forward chunks wait for the previous forward's PP send (its input comes from the previous stage in the
-  // same cadence); backward chunks for their own forward and the previous backward's PP send.
-  auto next_fwd = [&](int mb, int lane, std::vector<uint32_t> extra) {
+  // A forward chunk waits for the previous forward (its PP send: the next input arrives in the same cadence);
+  // a backward chunk for its own forward and the previous backward.
+  auto fwd_deps = [&](int mb, std::vector<uint32_t> extra) {
     if (mb > 0) extra.push_back(fwd[mb - 1].last);
-    fwd[mb] = b.forward(mb, lane, extra);
+    return extra;
   };
-  auto next_bwd = [&](int mb, int lane, std::vector<uint32_t> extra) {
+  auto bwd_deps = [&](int mb, std::vector<uint32_t> extra) {
     extra.push_back(fwd[mb].last);
     if (mb > 0) extra.push_back(bwd[mb - 1].last);
-    bwd[mb] = b.backward(mb, lane, extra);
+    return extra;
   };
   switch (p.schedule) {
     case Schedule::kSequential:
       for (int mb = 0; mb < m; ++mb) {
-        next_fwd(mb, 0, mb > 0 ? std::vector<uint32_t>{bwd[mb - 1].last} : std::vector<uint32_t>{});
-        next_bwd(mb, 0, {});
+        fwd[mb] = b.alone(false, mb, fwd_deps(mb, mb > 0 ? std::vector<uint32_t>{bwd[mb - 1].last}
+                                                            : std::vector<uint32_t>{}));
+        bwd[mb] = b.alone(true, mb, bwd_deps(mb, {}));
       }
       break;
     case Schedule::k1F1B: {
       const int warmup = std::min(p.pp - 1, m);
-      for (int mb = 0; mb < warmup; ++mb) next_fwd(mb, 0, {});
+      for (int mb = 0; mb < warmup; ++mb) fwd[mb] = b.alone(false, mb, fwd_deps(mb, {}));
       for (int i = 0; i + warmup < m; ++i) {
-        next_fwd(i + warmup, 0, i > 0 ? std::vector<uint32_t>{bwd[i - 1].last} : std::vector<uint32_t>{});
-        next_bwd(i, 0, {});
+        const int f = i + warmup;
+        fwd[f] = b.alone(false, f, fwd_deps(f, i > 0 ? std::vector<uint32_t>{bwd[i - 1].last}
+                                                        : std::vector<uint32_t>{}));
+        bwd[i] = b.alone(true, i, bwd_deps(i, {}));
       }
-      for (int i = std::max(0, m - warmup); i < m; ++i) next_bwd(i, 0, {});
+      for (int i = std::max(0, m - warmup); i < m; ++i) bwd[i] = b.alone(true, i, bwd_deps(i, {}));
       break;
     }
     case Schedule::kDualPipe:
-      // Pair k runs F(k) on lane 0 against B(k-1) on lane 1; the next pair starts when both are done.
-      next_fwd(0, 0, {});
-      for (int k = 1; k <= m; ++k) {
-        if (k < m) next_fwd(k, 0, k >= 2 ? std::vector<uint32_t>{bwd[k - 2].last} : std::vector<uint32_t>{});
-        next_bwd(k - 1, 1, k >= 2 ? std::vector<uint32_t>{fwd[k - 1].last} : std::vector<uint32_t>{});
+      // Pair k overlaps F(k) with B(k-1); the next pair starts when both are done.
+      fwd[0] = b.alone(false, 0, {});
+      for (int k = 1; k < m; ++k) {
+        const auto [f, bk] = b.overlapped(false, k, fwd_deps(k, k >= 2 ? std::vector<uint32_t>{bwd[k - 2].last}
+                                                                         : std::vector<uint32_t>{}),
+                                          true, k - 1, bwd_deps(k - 1, {}));
+        fwd[k] = f;
+        bwd[k - 1] = bk;
       }
+      bwd[m - 1] = b.alone(true, m - 1, bwd_deps(m - 1, {}));
       break;
     case Schedule::kTwoBatch:
       RACKEP_CHECK(false, "two-batch is a prefill schedule");

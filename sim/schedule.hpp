@@ -1,11 +1,12 @@
 // File: sim/schedule.hpp
 // Turns the per-layer work of one balancer into the step graph a schedule runs (README "Schedules"):
-//   train   sequential  lane 0: F0 B0 F1 B1 ...  (every microbatch forward then backward; PP: GPipe bubble)
-//           1f1b        lane 0 in 1F1B order of the first stage: P-1 warm-up forwards, then F/B pairs
-//           dualpipe    lane 0 forwards, lane 1 backwards, overlapped in pairs (F k+1 with B k) so that each
-//                       chunk's all-to-alls run under the other chunk's compute; wgrad on its own stream
-//   prefill sequential  lane 0: one pass after another
-//           two-batch   each pass split in two halves (microbatches 2p and 2p+1), one per lane
+//   train   sequential  F0 B0 F1 B1 ...  (every microbatch forward then backward; PP: GPipe bubble)
+//           1f1b        1F1B order of the first stage: P-1 warm-up forwards, then F/B pairs
+//           dualpipe    F(k+1) overlapped with B(k): their kernels interleave on the compute stream layer by
+//                       layer and each chunk's all-to-alls (on its own comm stream) run under the other
+//                       chunk's compute (DeepSeek-V3 report, Figure 4)
+//   prefill sequential  one pass after another
+//           two-batch   each pass split in two halves (microbatches 2p and 2p+1), overlapped the same way
 // With --pp P the simulated EP group is one pipeline stage; every forward (backward) chunk ends with a
 // point-to-point send of its boundary activations (gradients) to the neighbour stage over the NIC, which the
 // next chunk of the same kind waits for. The bubble of the stages the simulation does not hold is reported
@@ -54,7 +55,7 @@ struct ScheduleParams {
 struct Chunk {
   bool backward = false;
   int mb = 0;
-  int lane = 0;
+  int lane = 0;  ///< communication lane
   uint32_t first = 0, last = 0;
 };
 

@@ -259,16 +259,14 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
     std::vector<std::vector<std::pair<double, double>>> comp(n), comm(n), bal(n), useful(n);
     for (size_t id = 0; id < g.ops().size(); ++id) {
       const Op& op = g.ops()[id];
-      const bool join = op.phase == Phase::kExpertsWgrad && op.layer < 0;
       double mean = 0.0;
       for (int r = 0; r < n; ++r) {
         const double a = res.start[id * n + r], b = res.end[id * n + r];
         mean += b - a;
-        if (b <= a || join) continue;
+        if (b <= a) continue;
         (phase_is_comm(op.phase) ? comm : comp)[r].emplace_back(a, b);
         (phase_is_balancing(op.phase) ? bal : useful)[r].emplace_back(a, b);
       }
-      if (join) continue;
       std::string key = std::string(phase_name(op.phase)) + (op.recompute ? " (recompute)" : "");
       auto& ps = phase_sum[key];
       ps.first += mean / n;

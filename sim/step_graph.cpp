@@ -49,8 +49,7 @@ bool phase_is_backward(Phase p) { return kPhases[static_cast<int>(p)].backward; 
 bool phase_is_balancing(Phase p) { return kPhases[static_cast<int>(p)].balancing; }
 
 const char* stream_name(int stream) {
-  static const char* const kNames[kNumStreams] = {"compute",   "comm",  "compute (lane 1)",
-                                                  "comm (lane 1)", "wgrad", "background"};
+  static const char* const kNames[kNumStreams] = {"compute", "comm", "comm (lane 1)", "background"};
   RACKEP_CHECK(stream >= 0 && stream < kNumStreams, "stream_name: no such stream");
   return kNames[stream];
 }

@@ -1,7 +1,7 @@
 // File: sim/step_graph.hpp
 // The step as a graph of activities (docs/DESIGN.md "The simulator"): every EP rank runs the same program,
-// a list of operations on a few streams (per lane a compute stream and a communication stream, a wgrad
-// stream, a background stream). An operation starts when the previous operation of its stream and its
+// a list of operations on a few streams (a compute stream, a communication stream per lane, a background
+// stream). An operation starts when the previous operation of its stream and its
 // explicit dependencies (operations of the same rank) are done. Compute operations carry a duration per rank
 // at the whole GPU; communication operations name a Collective: one activity over a byte matrix that starts
 // when every rank has reached it (or, for point-to-point transfers, as soon as the rank reaches it) and
@@ -9,7 +9,7 @@
 // in SimGrid; sim/schedule.hpp builds it from the per-layer work of a balancer and a schedule.
 // Usage:
 //   StepGraph g(/*num_ranks=*/64);
-//   uint32_t a = g.add_compute(Phase::kAttention, kLane0Compute, layer, mb, durations_s);
+//   uint32_t a = g.add_compute(Phase::kAttention, kCompute, layer, mb, durations_s);
 //   uint32_t d = g.add_collective(Phase::kDispatch, kLane0Comm, layer, mb, collective, {a});
 #pragma once
 
@@ -61,19 +61,11 @@ bool phase_is_backward(Phase p);
 /// Balancing overhead phases (gather, plan, reroute, weight_sync, restore, grad_reduce, placement update).
 bool phase_is_balancing(Phase p);
 
-/// Streams of one rank. Lane 1 exists only for two-lane schedules (dualpipe, two-batch).
-enum Stream : uint8_t {
-  kLane0Compute = 0,
-  kLane0Comm = 1,
-  kLane1Compute = 2,
-  kLane1Comm = 3,
-  kWgrad = 4,
-  kBackground = 5,
-  kNumStreams = 6
-};
+/// Streams of one rank: one compute stream (the kernels of two overlapped chunks interleave on it in the
+/// schedule's order), a communication stream per lane (lane 1 only for dualpipe and two-batch), and a
+/// background stream (grad_reduce, placement updates).
+enum Stream : uint8_t { kCompute = 0, kLane0Comm = 1, kLane1Comm = 2, kBackground = 3, kNumStreams = 4 };
 const char* stream_name(int stream);
-inline int compute_stream(int lane) { return lane == 0 ? kLane0Compute : kLane1Compute; }
-inline int comm_stream(int lane) { return lane == 0 ? kLane0Comm : kLane1Comm; }
 
 /// Sparse byte matrix of one collective: (src, dst, bytes) triples, src != dst, bytes > 0.
 struct SparseTraffic {

@@ -10,7 +10,7 @@ namespace rackep::sim {
 /// One interval of the simulated timeline.
 struct TimelineEvent {
   int rank = 0;
-  int lane = 0;  ///< stream (sim/step_graph.hpp Stream): compute, comm, lane 1, wgrad, background
+  int lane = 0;  ///< stream (sim/step_graph.hpp Stream): compute, comm, comm (lane 1), background
   const char* name = "";
   double start_s = 0.0;
   double end_s = 0.0;

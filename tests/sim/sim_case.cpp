@@ -37,7 +37,7 @@ StepGraph dag(const std::string& name) {
   StepGraph g(2);
   if (name == "streams") {
     // 1 s of compute on the compute stream, a 2 s transfer (2e11 B) on the comm stream: ends at the max.
-    g.add_compute(Phase::kAttention, kLane0Compute, 0, 0, {1.0, 1.0});
+    g.add_compute(Phase::kAttention, kCompute, 0, 0, {1.0, 1.0});
     g.add_collective(Phase::kDispatch, kLane0Comm, 0, 0, coll(one_flow(0, 1, 2e11)));
   } else if (name == "shared-link") {
     // Two 1e11 B transfers 0 -> 1 on two lanes at once share port 0 (up) and port 1 (down): 2 s each.
@@ -45,13 +45,13 @@ StepGraph dag(const std::string& name) {
     g.add_collective(Phase::kDispatch, kLane1Comm, 0, 1, coll(one_flow(0, 1, 1e11)));
   } else if (name == "sm-hold") {
     // A comm kernel holding 20 of 132 SMs for 5 s runs beside a 1 s GEMM: the GEMM takes 132/112 s.
-    g.add_compute(Phase::kExperts, kLane0Compute, 0, 0, {1.0, 1.0});
+    g.add_compute(Phase::kExperts, kCompute, 0, 0, {1.0, 1.0});
     g.add_collective(Phase::kDispatch, kLane1Comm, 0, 0, coll(one_flow(0, 1, 5e11), 20));
   } else if (name == "chain") {
     // compute 1 s -> transfer 1 s -> compute 1 s, each waiting for the previous: 3 s (+ 2 us latency).
-    const uint32_t a = g.add_compute(Phase::kAttention, kLane0Compute, 0, 0, {1.0, 1.0});
+    const uint32_t a = g.add_compute(Phase::kAttention, kCompute, 0, 0, {1.0, 1.0});
     const uint32_t d = g.add_collective(Phase::kDispatch, kLane0Comm, 0, 0, coll(one_flow(0, 1, 1e11)), {a});
-    g.add_compute(Phase::kExperts, kLane0Compute, 0, 0, {1.0, 1.0}, {d});
+    g.add_compute(Phase::kExperts, kCompute, 0, 0, {1.0, 1.0}, {d});
   } else {
     throw std::invalid_argument("unknown dag case " + name);
   }
