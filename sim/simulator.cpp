@@ -83,7 +83,10 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   spec.num_ranks = c.ranks > 0 ? c.ranks : (generated_trace(c.trace) ? 32 : 0);
   spec.num_experts = model.num_experts;
   spec.top_k = model.top_k;
-  spec.num_layers = model.num_moe_layers();
+  // With PP the simulated stage replays only its share of the MoE layers (see stage_moe below).
+  spec.num_layers = c.pp > 1 ? std::max(1, static_cast<int>(std::lround(
+                                               static_cast<double>(model.num_moe_layers()) / c.pp)))
+                             : model.num_moe_layers();
   spec.tokens_per_rank = c.tokens_per_rank;
   spec.microbatches = c.microbatches;
   spec.imbalance = c.imbalance;
@@ -120,8 +123,7 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   const CostModel cost(model, in.topology.gpu, cal, c.precision, bwd_comm);
   // With PP the simulated EP group is one middle stage: its share of the MoE layers, no dense layers, no
   // LM head.
-  const int stage_moe =
-      c.pp > 1 ? std::max(1, static_cast<int>(std::lround(static_cast<double>(num_moe) / c.pp))) : num_moe;
+  const int stage_moe = spec.num_layers;
   const int stage_dense = c.pp > 1 ? 0 : model.num_dense_layers;
   if (c.pp > 1) {
     notes.push_back("pipeline stage of " + std::to_string(stage_moe) + " MoE layers (" + std::to_string(num_moe) +
