@@ -103,13 +103,14 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
 
   SimReport report;
   nlohmann::json notes = nlohmann::json::array();
-  if (trace_layers < num_moe) {
-    notes.push_back("the trace has " + std::to_string(trace_layers) + " layers and the model " +
-                    std::to_string(num_moe) + " MoE layers: MoE layer i replays trace layer i mod " +
+  const int replayed = spec.num_layers;  // the stage's MoE layers
+  if (trace_layers < replayed) {
+    notes.push_back("the trace has " + std::to_string(trace_layers) + " layers and the stage " +
+                    std::to_string(replayed) + " MoE layers: MoE layer i replays trace layer i mod " +
                     std::to_string(trace_layers));
-  } else if (trace_layers > num_moe) {
+  } else if (trace_layers > replayed) {
     notes.push_back("the trace has " + std::to_string(trace_layers) + " layers; only the first " +
-                    std::to_string(num_moe) + " are replayed");
+                    std::to_string(replayed) + " are replayed");
   }
   const bool train = c.mode == Mode::kTrain;
   const Schedule schedule = parse_schedule(c.schedule, c.mode, c.pp);
@@ -299,26 +300,37 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
     // Pipeline bubble from the simulated chunk times (DualPipe README: 1F1B (P-1)(F+B); DualPipe
     // (P/2-1)(F&B + B - 3W)).
     if (train && c.pp > 1) {
-      double f = 0.0, bw = 0.0;
-      int nf = 0, nb = 0;
+      // Span of every chunk over all ranks, by (backward, microbatch).
+      std::map<std::pair<bool, int>, std::pair<double, double>> span;
       for (const Chunk& ch : plan.chunks) {
         double s = 1e300, e = 0.0;
         for (int r = 0; r < n; ++r) {
           s = std::min(s, res.start[static_cast<size_t>(ch.first) * n + r]);
           e = std::max(e, res.end[static_cast<size_t>(ch.last) * n + r]);
         }
-        (ch.backward ? bw : f) += e - s;
-        ++(ch.backward ? nb : nf);
+        span[{ch.backward, ch.mb}] = {s, e};
       }
-      f /= std::max(nf, 1);
-      bw /= std::max(nb, 1);
+      auto length = [&](bool bwd, int mb) { return span[{bwd, mb}].second - span[{bwd, mb}].first; };
+      const int m = static_cast<int>(graph_mbs);
       if (schedule == Schedule::kDualPipe) {
+        // F&B: an overlapped pair; B: the last backward chunk, which runs alone; W: its wgrad.
+        double fb = 0.0;
+        for (int k = 1; k < m; ++k) {
+          fb += std::max(span[{false, k}].second, span[{true, k - 1}].second) -
+                std::min(span[{false, k}].first, span[{true, k - 1}].first);
+        }
+        fb = m > 1 ? fb / (m - 1) : length(false, 0) + length(true, 0);
+        const double b_alone = length(true, m - 1);
         double w = 0.0;
-        for (const auto& [key, v] : phase_sum)
-          if (key == "experts_wgrad") w = v.first * stage_moe;
-        const double fb = res.span_s / std::max<int64_t>(1, num_mbs);  // one overlapped F&B pair per microbatch
-        o.bubble_s = std::max(0.0, (c.pp / 2.0 - 1.0) * (fb + bw - 3.0 * w));
+        const auto it = phase_sum.find("experts_wgrad");
+        if (it != phase_sum.end()) w = it->second.first / it->second.second * stage_moe;
+        o.bubble_s = std::max(0.0, (c.pp / 2.0 - 1.0) * (fb + b_alone - 3.0 * w));
       } else {
+        double f = 0.0, bw = 0.0;
+        for (int k = 0; k < m; ++k) {
+          f += length(false, k) / m;
+          bw += length(true, k) / m;
+        }
         o.bubble_s = (c.pp - 1.0) * (f + bw);
       }
     }
