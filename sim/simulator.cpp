@@ -113,7 +113,8 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
                     std::to_string(replayed) + " are replayed");
   }
   const bool train = c.mode == Mode::kTrain;
-  const Schedule schedule = parse_schedule(c.schedule, c.mode, c.pp);
+  const Schedule schedule = parse_schedule(
+      c.schedule.empty() ? (c.mode == Mode::kTrain ? "dualpipe" : "two-batch") : c.schedule, c.mode, c.pp);
   const bool halves = schedule == Schedule::kTwoBatch;
   const Precision bwd_comm =
       c.backward_comm_precision.empty() ? c.precision

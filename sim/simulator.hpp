@@ -32,7 +32,9 @@ struct SimConfig {
   Fidelity fidelity = Fidelity::kPtask;
   Precision precision = Precision::kBf16;
   std::string backward_comm_precision;  ///< combine_bwd element type: "fp8" / "bf16"; "" = as precision
-  std::string schedule = "sequential";  ///< train: sequential, 1f1b, dualpipe; prefill: sequential, two-batch
+  /// train: sequential, 1f1b, dualpipe; prefill: sequential, two-batch; "" = what large-EP systems run:
+  /// dualpipe (forward/backward overlap) for training, two-batch overlap for prefill.
+  std::string schedule;
   int pp = 1;                           ///< pipeline stages; the simulated EP group is one of them
   int ranks = 0;                ///< EP ranks; 0: the trace's (directory) or 32 (generated traces)
   int slots = 2;                ///< R redundant slots per rank

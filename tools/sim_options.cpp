@@ -31,8 +31,7 @@ void add_sim_options(CLI::App& cmd, SimCliOptions& o) {
                  "element type of combine_bwd (the gradient before the down-projection): bf16 or fp8; "
                  "default: as --precision");
   cmd.add_option("--schedule", o.schedule,
-                 "train: sequential, 1f1b or dualpipe; prefill: sequential or two-batch")
-      ->capture_default_str();
+                 "train: sequential, 1f1b or dualpipe (default); prefill: sequential or two-batch (default)");
   cmd.add_option("--pp", o.pp, "pipeline stages; the simulated EP group is one stage")->capture_default_str();
   cmd.add_option("--ranks", o.ranks, "EP ranks (0: the trace's, or 32 for generated traces)")
       ->capture_default_str();
@@ -112,8 +111,6 @@ std::vector<std::string> to_args(const SimCliOptions& o) {
                                 o.fidelity,
                                 "--precision",
                                 o.precision,
-                                "--schedule",
-                                o.schedule,
                                 "--pp",
                                 std::to_string(o.pp),
                                 "--ranks",
@@ -134,6 +131,10 @@ std::vector<std::string> to_args(const SimCliOptions& o) {
                                 std::to_string(o.seq_len),
                                 "--weight-sync",
                                 o.weight_sync};
+  if (!o.schedule.empty()) {
+    a.push_back("--schedule");
+    a.push_back(o.schedule);
+  }
   if (!o.backward_comm_precision.empty()) {
     a.push_back("--backward-comm-precision");
     a.push_back(o.backward_comm_precision);

@@ -23,7 +23,7 @@ struct SimCliOptions {
   std::string fidelity = "ptask";
   std::string precision = "bf16";
   std::string backward_comm_precision;
-  std::string schedule = "sequential";
+  std::string schedule;  ///< "" = the mode's overlapped schedule
   int pp = 1;
   int ranks = 0;
   int slots = 2;
