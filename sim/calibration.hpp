@@ -1,9 +1,9 @@
 // File: sim/calibration.hpp
-// The efficiency side of the cost model (HARDWARE.md §E.4, ALGORITHMS.md §3.5-3.6, §7): GEMM efficiency as a
-// function of tokens per expert, attention efficiency, achieved link bandwidths, fixed per-kernel costs and
-// the modelled planner/reroute time of each balancer. The default (configs/calibration/default.json) is
-// derived from datasheets and public measured curves, each value with its source; `rackep calibrate` writes
-// one measured on a real GPU in the same format. Usage:
+// The efficiency side of the cost model (docs/HARDWARE.md §E.4, docs/ALGORITHMS.md §3.5-3.6, §7): GEMM
+// efficiency as a function of tokens per expert, attention efficiency, achieved link bandwidths, fixed
+// per-kernel costs and the modelled planner/reroute time of each balancer. The default
+// (configs/calibration/default.json) is derived from datasheets and public measured curves, each value with
+// its source; `rackep calibrate` writes one measured on a real GPU in the same format. Usage:
 //   Calibration c = load_calibration(resolve_data_file("default", "configs/calibration", "--calibration"));
 //   double eta = c.gemm_efficiency(4096);
 #pragma once
@@ -25,7 +25,7 @@ struct EfficiencyPoint {
 
 /// Modelled critical-path time of one balancer's planning step: fixed_s + per_expert_s x L, and of its
 /// reroute: reroute_fixed_s + reroute_per_pair_s x (routed pairs of the rank). Both sit on the forward
-/// critical path of every (layer, microbatch); reroute overlaps weight_sync (ALGORITHMS.md §2.2).
+/// critical path of every (layer, microbatch); reroute overlaps weight_sync (docs/ALGORITHMS.md §2.2).
 struct PlannerCost {
   double fixed_s = 0.0;
   double per_expert_s = 0.0;
@@ -46,7 +46,7 @@ struct Calibration {
   Sourced scale_out_efficiency;  ///< achieved / nominal NIC bandwidth
   Sourced all_to_all_launch_s;   ///< fixed cost of one dispatch or combine call
   Sourced allgather_launch_s;    ///< fixed cost of the per-rank load all-gather
-  Sourced weight_sync_launch_s;  ///< t0 of ALGORITHMS.md §3.5
+  Sourced weight_sync_launch_s;  ///< t0 of docs/ALGORITHMS.md §3.5
   Sourced grad_reduce_num_sms;
   Sourced grad_reduce_bytes_per_sm_s;
   std::map<std::string, PlannerCost> planners;  ///< by balancer name; "default" for names not listed

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "core/error.hpp"
+#include "core/progress.hpp"
 #include "sim/trace_source.hpp"
 
 namespace rackep::sim {
@@ -120,6 +121,7 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   double global_tokens = 0.0;
   double dense_flops = 0.0;
   const bool train = c.mode == Mode::kTrain;
+  Progress progress("simulate", num_mbs, "microbatches");  // stderr, terminals only (core/progress.hpp)
   comm->run([&] {
     std::vector<LoadMatrix> buffer(trace_layers);
     int filled = 0;
@@ -160,6 +162,7 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
         for (auto& run : runs) run->process(layer, mb, loads, inputs);
       }
       ++mb;
+      progress.add();
     }
     RACKEP_CHECK(mb == num_mbs, "trace ended before its manifest's record count");
   });
@@ -171,6 +174,7 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   params.all_to_all_launch_s = cal.all_to_all_launch_s.value;
   params.allgather_launch_s = cal.allgather_launch_s.value;
   params.weight_sync_launch_s = cal.weight_sync_launch_s.value;
+  progress.finish();
   std::vector<StepTimes> times;
   for (size_t i = 0; i < runs.size(); ++i) {
     if (hooks.on_balancer) hooks.on_balancer(runs[i]->name(), static_cast<int>(i));
