@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <tuple>
+#include <utility>
 
 #include "core/error.hpp"
 #include "report/svg.hpp"
@@ -90,7 +93,7 @@ Grid grid_of(const json& records) {
   }
   return g;
 }
-std::vector<std::vector<double>> fill(const Grid& g, const json& values) {
+std::vector<std::vector<double>> grid_values(const Grid& g, const json& values) {
   std::vector<std::vector<double>> out(g.layers.size(), std::vector<double>(g.microbatches.size(), kNaN));
   if (!values.is_array()) return out;
   for (size_t i = 0; i < g.row.size() && i < values.size(); ++i)
@@ -114,13 +117,13 @@ std::vector<std::pair<std::string, std::string>> per_record_sections(const json&
   for (const json& b : bs) {
     if (!b.contains("per_record") || !b["per_record"].contains("imbalance_before")) continue;
     maps += heatmap("heatmap-before", "before balancing (masters only): max/mean tokens per rank", "layer",
-                    "microbatch", fill(g, b["per_record"]["imbalance_before"]), 1.0, hi);
+                    "microbatch", grid_values(g, b["per_record"]["imbalance_before"]), 1.0, hi);
     break;
   }
   for (const json& b : bs)
     if (b.contains("per_record") && b["per_record"].contains("imbalance_after"))
       maps += heatmap("heatmap-after-" + get_str(b, "name"), get_str(b, "name") + ": after balancing",
-                      "layer", "microbatch", fill(g, b["per_record"]["imbalance_after"]), 1.0, hi);
+                      "layer", "microbatch", grid_values(g, b["per_record"]["imbalance_after"]), 1.0, hi);
   out.emplace_back("Imbalance per layer and microbatch (same colour scale)", maps);
   std::vector<Curve> curves;
   std::vector<std::string> ticks;
@@ -132,7 +135,7 @@ std::vector<std::pair<std::string, std::string>> per_record_sections(const json&
   }
   for (const json& b : bs) {
     if (!b.contains("per_record") || !b["per_record"].contains("replicas")) continue;
-    const auto grid = fill(g, b["per_record"]["replicas"]);
+    const auto grid = grid_values(g, b["per_record"]["replicas"]);
     Curve c{get_str(b, "name"), {}, {}};
     for (size_t r = 0; r < grid.size(); ++r) {
       double sum = 0;
@@ -247,6 +250,7 @@ std::string simulate_page(const json& sim, const json& timeline) {
       for (const json& t : tl)
         if (get_str(t, "name") == name && get_num(b, "total_s", 0) > 0)
           compute_ms = get_num(t, "compute_busy_s", 0) / get_num(b, "total_s") * step_ms;
+      compute_ms = std::clamp(compute_ms, 0.0, std::max(0.0, step_ms - over_ms));
     }
     double comm_ms = get_num(b, "communication_s") * 1e3;
     if (!std::isfinite(comm_ms)) comm_ms = std::max(0.0, step_ms - compute_ms - over_ms);
@@ -316,7 +320,8 @@ std::string sweep_page(const json& sweep) {
       const std::string xv = vals[0].is_string() ? vals[0].get<std::string>() : vals[0].dump();
       const size_t xi = static_cast<size_t>(std::find(xs.begin(), xs.end(), xv) - xs.begin());
       if (xi >= xs.size()) continue;
-      for (const json& b : balancers_of(run.contains("result") ? run["result"] : json())) {
+      const json result = run.contains("result") ? run["result"] : json();
+      for (const json& b : balancers_of(result)) {
         const std::string label_b = get_str(b, "name") + rest;
         auto it =
             std::find_if(curves.begin(), curves.end(), [&](const Curve& c) { return c.label == label_b; });

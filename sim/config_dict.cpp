@@ -2,6 +2,10 @@
 
 #include <functional>
 #include <map>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
 
 #include "core/error.hpp"
 
@@ -16,7 +20,7 @@ SimConfig sim_config_from_json(const nlohmann::json& j, const std::string& sourc
   };
   auto num = [](auto& field) {
     return Setter([&field](const nlohmann::json& v) {
-      if (!v.is_number()) throw nlohmann::json::type_error::create(302, "expected a number", &v);
+      if (!v.is_number()) throw std::invalid_argument("expected a number, got " + v.dump());
       field = v.get<std::remove_reference_t<decltype(field)>>();
     });
   };
@@ -70,8 +74,10 @@ SimConfig sim_config_from_json(const nlohmann::json& j, const std::string& sourc
     }
     try {
       it->second(value);
-    } catch (const nlohmann::json::exception& e) {
-      throw InputError(source, key, std::string("wrong type: ") + e.what());
+    } catch (const InputError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw InputError(source, key, std::string("wrong value: ") + e.what());
     }
   }
   return c;

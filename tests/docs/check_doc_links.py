@@ -23,6 +23,7 @@ EXTERNAL = {
     "esft/SOURCE.md": "a test's temporary output path",
 }
 SKIP_DIRS = {".git", "build", "build-cuda"}
+SELF = "tests/docs/check_doc_links.py"
 
 
 def tracked_files(root):
@@ -40,6 +41,8 @@ def tracked_files(root):
 def broken_citations(root, files):
     bad = []
     for rel in files:
+        if rel == SELF:
+            continue  # its docstring and self-test cite made-up names on purpose
         path = os.path.join(root, rel)
         try:
             with open(path, encoding="utf-8") as f:
