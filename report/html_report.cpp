@@ -113,17 +113,20 @@ std::vector<std::pair<std::string, std::string>> per_record_sections(const json&
     if (b.contains("per_record") && b["per_record"].contains("imbalance_before"))
       for (const json& v : b["per_record"]["imbalance_before"])
         if (v.is_number()) hi = std::max(hi, v.get<double>());
+  std::vector<std::string> layer_names;
+  for (int l : g.layers) layer_names.push_back(std::to_string(l));
   std::string maps;
   for (const json& b : bs) {
     if (!b.contains("per_record") || !b["per_record"].contains("imbalance_before")) continue;
     maps += heatmap("heatmap-before", "before balancing (masters only): max/mean tokens per rank", "layer",
-                    "microbatch", grid_values(g, b["per_record"]["imbalance_before"]), 1.0, hi);
+                    layer_names, "microbatch", grid_values(g, b["per_record"]["imbalance_before"]), 1.0, hi);
     break;
   }
   for (const json& b : bs)
     if (b.contains("per_record") && b["per_record"].contains("imbalance_after"))
-      maps += heatmap("heatmap-after-" + get_str(b, "name"), get_str(b, "name") + ": after balancing",
-                      "layer", "microbatch", grid_values(g, b["per_record"]["imbalance_after"]), 1.0, hi);
+      maps +=
+          heatmap("heatmap-after-" + get_str(b, "name"), get_str(b, "name") + ": after balancing", "layer",
+                  layer_names, "microbatch", grid_values(g, b["per_record"]["imbalance_after"]), 1.0, hi);
   out.emplace_back("Imbalance per layer and microbatch (same colour scale)", maps);
   std::vector<Curve> curves;
   std::vector<std::string> ticks;
@@ -182,7 +185,19 @@ json TimelineExcerpt::to_json() const {
       if (e.rank == busiest) mine.push_back(&e);
     std::stable_sort(mine.begin(), mine.end(),
                      [](const Event* a, const Event* b) { return a->start_s < b->start_s; });
-    if (mine.size() > max_events_) mine.resize(max_events_);
+    // The excerpt: the first kExcerptLayers decoder layers of the first microbatch (the same stretch of the
+    // step for every balancer), at most max_events_ events.
+    constexpr size_t kExcerptLayers = 4;
+    std::vector<int> layers_seen;
+    size_t keep = 0;
+    for (; keep < mine.size() && keep < max_events_; ++keep) {
+      const int layer = mine[keep]->layer;
+      if (layer < 0 || std::find(layers_seen.begin(), layers_seen.end(), layer) != layers_seen.end())
+        continue;
+      if (layers_seen.size() == kExcerptLayers) break;
+      layers_seen.push_back(layer);
+    }
+    mine.resize(keep);
     json events = json::array();
     for (const Event* e : mine)
       events.push_back({{"lane", e->lane},

@@ -21,10 +21,11 @@
 namespace rackep::report {
 
 /// Keeps, per balancer, each rank's busy time per stream and the events of the first microbatch, from which
-/// to_json() picks the busiest rank's excerpt (the first `max_events` events of that rank).
+/// to_json() takes the busiest rank's excerpt: its events of the first four decoder layers (at most
+/// `max_events`).
 class TimelineExcerpt final : public sim::TimelineSink {
  public:
-  explicit TimelineExcerpt(size_t max_events = 160) : max_events_(max_events) {}
+  explicit TimelineExcerpt(size_t max_events = 400) : max_events_(max_events) {}
   /// The events that follow belong to balancer `name` (SimHooks::on_balancer).
   void begin(const std::string& name);
   void on_event(const sim::TimelineEvent& event) override;

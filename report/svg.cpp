@@ -148,14 +148,15 @@ std::string bar_chart(const std::string& chart, const std::string& title, const 
     y += per_cat;
   }
   o << "<line x1=\"" << x0 << "\" y1=\"" << y << "\" x2=\"" << fmt(x1, 1) << "\" y2=\"" << y
-    << "\" class=\"ax\"/>" << axis_ticks(x0, x1, y, max, 5) << text(x1 + 8, y + 15, unit, "start", "tick")
+    << "\" class=\"ax\"/>" << axis_ticks(x0, x1, y, max, 5) << text(x1 + 24, y + 15, unit, "start", "tick")
     << "</svg>";
   return o.str();
 }
 
 std::string heatmap(const std::string& chart, const std::string& title, const std::string& row_label,
-                    const std::string& col_label, const std::vector<std::vector<double>>& values, double lo,
-                    double hi) {
+                    const std::vector<std::string>& row_names, const std::string& col_label,
+                    const std::vector<std::vector<double>>& values, double lo, double hi) {
+  auto name = [&](size_t r) { return r < row_names.size() ? row_names[r] : std::to_string(r); };
   const size_t rows = values.size();
   size_t cols = 0;
   for (const auto& r : values) cols = std::max(cols, r.size());
@@ -168,7 +169,7 @@ std::string heatmap(const std::string& chart, const std::string& title, const st
   const double y0 = kTitleH + 14;
   for (size_t r = 0; r < rows; ++r) {
     if (rows <= 40 || r % ((rows + 39) / 40) == 0)
-      o << text(x0 - 4, y0 + ch * static_cast<double>(r) + ch - 2, std::to_string(r), "end", "tick");
+      o << text(x0 - 4, y0 + ch * static_cast<double>(r) + ch - 2, name(r), "end", "tick");
     for (size_t c = 0; c < values[r].size(); ++c) {
       const double v = values[r][c];
       if (!std::isfinite(v)) continue;
@@ -179,7 +180,7 @@ std::string heatmap(const std::string& chart, const std::string& title, const st
       o << "<rect class=\"cell\" x=\"" << fmt(x0 + cw * static_cast<double>(c), 2) << "\" y=\""
         << fmt(y0 + ch * static_cast<double>(r), 2) << "\" width=\"" << fmt(cw, 2) << "\" height=\""
         << fmt(ch, 2) << "\" fill=\"" << colour << "\" data-row=\"" << r << "\" data-col=\"" << c
-        << "\" data-value=\"" << num(v) << "\"><title>" << esc(row_label) << " " << r << ", "
+        << "\" data-value=\"" << num(v) << "\"><title>" << esc(row_label) << " " << esc(name(r)) << ", "
         << esc(col_label) << " " << c << ": " << fmt(v, 3) << "</title></rect>";
     }
   }

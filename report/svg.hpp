@@ -30,10 +30,11 @@ std::string bar_chart(const std::string& chart, const std::string& title, const 
                       const std::vector<std::string>& categories, const std::vector<BarSeries>& series,
                       bool stacked);
 
-/// Heatmap, rows x columns of values (NaN = no data), coloured from `lo` (white) to `hi` (dark red).
+/// Heatmap, rows x columns of values (NaN = no data), coloured from `lo` (white) to `hi` (dark red). Rows are
+/// labelled with `row_names` (their index when empty); data-row/data-col are the indices.
 std::string heatmap(const std::string& chart, const std::string& title, const std::string& row_label,
-                    const std::string& col_label, const std::vector<std::vector<double>>& values, double lo,
-                    double hi);
+                    const std::vector<std::string>& row_names, const std::string& col_label,
+                    const std::vector<std::vector<double>>& values, double lo, double hi);
 
 struct Curve {
   std::string label;
