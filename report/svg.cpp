@@ -96,7 +96,8 @@ std::string fmt(double v, int decimals) {
 
 std::string series_colour(size_t i) {
   static const char* palette[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-                                  "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
+                                  "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+                                  "#1b7837", "#5e3c99", "#d6604d", "#2c7fb8"};
   return palette[i % (sizeof(palette) / sizeof(palette[0]))];
 }
 
@@ -265,7 +266,8 @@ std::string timeline_chart(const std::string& chart, const std::string& title,
                            const std::vector<Track>& tracks) {
   const int lane_h = 16;
   const int track_h = 2 * lane_h + 12;
-  const int height = kTitleH + 20 + static_cast<int>(tracks.size()) * track_h + 30;
+  const int legend_h = 32;  // two rows of phase names
+  const int height = kTitleH + legend_h + static_cast<int>(tracks.size()) * track_h + 30;
   double t0 = std::numeric_limits<double>::infinity(), t1 = -t0;
   for (const Track& tr : tracks)
     for (const Span& s : tr.spans) {
@@ -279,7 +281,7 @@ std::string timeline_chart(const std::string& chart, const std::string& title,
   std::map<std::string, size_t> phase_colour;
   std::ostringstream o;
   o << open_svg(chart, title, height);
-  int y = kTitleH + 20;
+  int y = kTitleH + legend_h;
   for (const Track& tr : tracks) {
     o << text(x0 - 6, y + 12, tr.label, "end") << text(x0 - 6, y + lane_h + 12, "comm", "end", "tick");
     for (const Span& s : tr.spans) {
@@ -297,11 +299,17 @@ std::string timeline_chart(const std::string& chart, const std::string& title,
   o << axis_ticks(x0, x1, y, (t1 - t0) * 1e3, 5)
     << text(x1, y + 28, "ms from the excerpt's start", "end", "tick");
   double lx = x0;
+  int ly = kTitleH;
   for (const auto& [name, idx] : phase_colour) {
-    if (lx > x1 - 80) break;
-    o << "<rect x=\"" << fmt(lx, 1) << "\" y=\"" << kTitleH << "\" width=\"10\" height=\"10\" fill=\""
-      << series_colour(idx) << "\"/>" << text(lx + 13, kTitleH + 9, name, "start", "tick");
-    lx += 20 + 6.0 * static_cast<double>(name.size());
+    const double w = 20 + 6.0 * static_cast<double>(name.size());
+    if (lx + w > x1) {  // next row
+      if (ly > kTitleH) break;
+      lx = x0;
+      ly += 14;
+    }
+    o << "<rect x=\"" << fmt(lx, 1) << "\" y=\"" << ly << "\" width=\"10\" height=\"10\" fill=\""
+      << series_colour(idx) << "\"/>" << text(lx + 13, ly + 9, name, "start", "tick");
+    lx += w;
   }
   o << "</svg>";
   return o.str();
