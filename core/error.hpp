@@ -1,5 +1,5 @@
 // File: core/error.hpp
-// The error policy of rackep (STYLE.md rule 5):
+// The error policy of rackep (docs/STYLE.md rule 5):
 //   - bad user input (files, configs, flags, shapes) -> rackep::InputError naming the source and the field;
 //   - a broken internal invariant -> RACKEP_CHECK, always on, prints the condition and aborts.
 // Usage:

@@ -1,5 +1,5 @@
 // File: core/legality.hpp
-// Legality checks of ALGORITHMS.md §2.8 for any plan, plus the conservation rules of an allocation.
+// Legality checks of docs/ALGORITHMS.md §2.8 for any plan, plus the conservation rules of an allocation.
 // Returns a list of human-readable violations (empty = legal), so tests can show every problem at once.
 // Usage:
 //   std::vector<std::string> bad = rackep::check_plan(result.plan, &result.routed, &result.alloc);

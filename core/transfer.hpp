@@ -1,9 +1,9 @@
 // File: core/transfer.hpp
-// Data-plane transfer plans (ALGORITHMS.md §3): expert byte sizes, who copies which expert's weights to whom
-// in a weight_sync call (direct / adaptive relay / forced relay for fixed-master plans; a resident-set diff
-// for persistent placements), the per-rank task lists a tile-streamed GPU copy kernel executes plus a CPU
-// reference executor, the grad_reduce pulls, and the analytic cost helpers of §3.5/§3.6. Pure functions, no
-// I/O. Usage:
+// Data-plane transfer plans (docs/ALGORITHMS.md §3): expert byte sizes, who copies which expert's weights to
+// whom in a weight_sync call (direct / adaptive relay / forced relay for fixed-master plans; a resident-set
+// diff for persistent placements), the per-rank task lists a tile-streamed GPU copy kernel executes plus a
+// CPU reference executor, the grad_reduce pulls, and the analytic cost helpers of §3.5/§3.6. Pure functions,
+// no I/O. Usage:
 //   rackep::ExpertBytes eb{4096, 1536};                               // Qwen3-235B expert, bf16
 //   rackep::TransferPlan tp = rackep::plan_weight_sync(plan, eb, rackep::WeightSyncOptions{});
 //   double t_s = rackep::weight_sync_time_s(tp, rackep::WeightSyncCostParams{});

@@ -1,4 +1,4 @@
-// weight_sync task lists (ALGORITHMS.md §3.2, §3.3) built from a fixed-master TransferPlan, and the CPU
+// weight_sync task lists (docs/ALGORITHMS.md §3.2, §3.3) built from a fixed-master TransferPlan, and the CPU
 // reference executor of the tile-streamed copy engine.
 #include <algorithm>
 #include <cstring>

@@ -1,7 +1,7 @@
 // File: kernels/check.hpp
-// Error checks of the CUDA backend (STYLE.md rule 5): every CUDA runtime call, every kernel launch and every
-// cuBLAS call is wrapped; a failure throws rackep::kernels::CudaError whose what() names the call, the error
-// and file:line:
+// Error checks of the CUDA backend (docs/STYLE.md rule 5): every CUDA runtime call, every kernel launch and
+// every cuBLAS call is wrapped; a failure throws rackep::kernels::CudaError whose what() names the call, the
+// error and file:line:
 //   "cudaMalloc(&p, bytes) failed: cudaErrorMemoryAllocation (out of memory) at kernels/buffer.cpp:42".
 // Checks never synchronise; code that wants to see asynchronous errors synchronises explicitly.
 // Usage:

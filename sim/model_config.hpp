@@ -1,7 +1,6 @@
 // File: sim/model_config.hpp
-// MoE model descriptions (configs/models/*.json, numbers from HARDWARE.md §D with sources) and the per-token
-// FLOP and byte counts of HARDWARE.md §E.2 derived from them.
-// Usage:
+// MoE model descriptions (configs/models/*.json, numbers from docs/HARDWARE.md §D with sources) and the
+// per-token FLOP and byte counts of docs/HARDWARE.md §E.2 derived from them. Usage:
 //   ModelConfig m = load_model(resolve_data_file("deepseek-v3", "configs/models", "--model"));
 //   double f = m.attention_flops_per_token(/*avg_context=*/2048.5);
 #pragma once

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "core/error.hpp"
+#include "core/progress.hpp"
 #include "sim/trace_source.hpp"
 
 namespace rackep::sim {
@@ -159,8 +160,8 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   std::vector<DenseWork> dense(graph_mbs);
   double global_tokens = 0.0;
   double dense_flops = 0.0;
-  std::vector<double> layer_tokens_max(graph_mbs, 0.0);
   {
+    Progress progress("simulate", num_mbs, "microbatches");  // stderr, terminals only (core/progress.hpp)
     std::vector<LoadMatrix> buffer(trace_layers);
     int filled = 0;
     int64_t mb = 0;
@@ -217,8 +218,10 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
         }
       }
       ++mb;
+      progress.add();
     }
     RACKEP_CHECK(mb == num_mbs, "trace ended before its manifest's record count");
+    progress.finish();
   }
 
   ScheduleParams sp;

@@ -1,8 +1,9 @@
 // File: sim/simulator.hpp
 // One simulation: a model, a topology, a trace and a list of balancers in, one summary per balancer out
-// (DESIGN.md "Outputs"). All balancers replay the same records in lockstep; `none` and `ideal` always run
-// (the speed-up and %-of-ideal references) and are reported when asked for. Deterministic: the same SimConfig
-// gives the same SimReport bit for bit (planner host time is measured only with measure_host_planner). Usage:
+// (docs/DESIGN.md "Outputs"). All balancers replay the same records in lockstep; `none` and `ideal` always
+// run (the speed-up and %-of-ideal references) and are reported when asked for. Deterministic: the same
+// SimConfig gives the same SimReport bit for bit (planner host time is measured only with
+// measure_host_planner). Usage:
 //   SimConfig c;  c.model = "deepseek-v2-lite";  c.topology = "gb200-nvl72";  c.trace = "esft:intent";
 //   SimReport r = run_simulation(c, /*timeline=*/nullptr);
 #pragma once

@@ -1,6 +1,6 @@
 // File: sim/traffic.hpp
 // Byte matrices of the communication phases of one (MoE layer, microbatch), built from the balancer's plan
-// and the transfer plans of core/transfer.hpp (ALGORITHMS.md §2.2, §3; HARDWARE.md §E.1).
+// and the transfer plans of core/transfer.hpp (docs/ALGORITHMS.md §2.2, §3; docs/HARDWARE.md §E.1).
 //   dispatch   D[s][j] = copies of source s's tokens sent to rank j. DeepEP-style (dedup): one copy per token
 //   and
 //              destination rank, estimated from per-instance allocations as T_s (1 - prod over instances i on
@@ -45,8 +45,8 @@ TrafficMatrix weight_sync_traffic(const TransferPlan& plan);
 /// grad_reduce pulls: B_g read from the replica host to the puller, and B_g of zeros written back.
 TrafficMatrix grad_reduce_traffic(const GradReducePlan& plan);
 
-/// The per-rank load all-gather of ALGORITHMS.md §2.2 step 3: every rank sends its L int32 counts to every
-/// other rank.
+/// The per-rank load all-gather of docs/ALGORITHMS.md §2.2 step 3: every rank sends its L int32 counts to
+/// every other rank.
 TrafficMatrix load_allgather_traffic(int num_ranks, int num_experts);
 
 }  // namespace rackep::sim

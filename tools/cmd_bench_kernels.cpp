@@ -48,8 +48,7 @@ void run([[maybe_unused]] const BenchKernelsArgs& a) {
 
 void add_bench_kernels_command(CLI::App& bench) {
   auto args = std::make_shared<BenchKernelsArgs>();
-  CLI::App* cmd =
-      bench.add_subcommand("kernels", "GPU kernel benchmarks: planner, weight_sync, grouped GEMM");
+  CLI::App* cmd = bench.add_subcommand("kernels", kBenchKernelsHelp);
   cmd->add_option("--ranks", args->ranks, "EP ranks N (one NVLink domain)")->capture_default_str();
   cmd->add_option("--experts", args->experts, "logical experts L")->capture_default_str();
   cmd->add_option("--redundant", args->redundant, "R: redundant slots per rank")->capture_default_str();

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "report/html_report.hpp"
 #include "tools/commands.hpp"
 #include "tools/logging.hpp"
 #include "tools/plan_runner.hpp"
@@ -30,6 +31,8 @@ struct PlanArgs {
   int64_t max_records = 0;
   bool json = false;
   bool no_timing = false;
+  bool per_record = false;
+  std::string report;
   BalancerOptions options;
   bool no_locality = false;
   std::string eplb_policy = "auto";
@@ -96,10 +99,16 @@ void run_plan(PlanArgs& a) {
   logger("tools")->info("planning {} ({} records, {} source ranks) at EP {} with {}", m.model, m.num_records,
                         m.num_ranks, ranks, a.balancers);
   const PlanReport report = run_plans(*stream, cfg);
+  // --json and --report share one object; the page's heatmaps need the per-record arrays.
+  const nlohmann::ordered_json j = plan_report_json(report, !a.no_timing, a.per_record || !a.report.empty());
   if (a.json) {
-    print_plan_report_json(report, std::cout, !a.no_timing);
+    std::cout << j.dump(2) << "\n";
   } else {
     print_plan_report(report, std::cout, !a.no_timing);
+  }
+  if (!a.report.empty()) {
+    report::write_report(a.report, report::plan_page(nlohmann::json::parse(j.dump())));
+    logger("tools")->info("report written to {}", a.report);
   }
 }
 
@@ -128,6 +137,10 @@ void add_plan_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-records", args->max_records, "stop after this many records (0 = all)");
   cmd->add_flag("--json", args->json, "print JSON");
+  cmd->add_flag("--per-record", args->per_record,
+                "with --json: add per-record imbalance and replicas (\"records\", balancers[].per_record)");
+  cmd->add_option("--report", args->report,
+                  "write a self-contained HTML page with charts (balance, heatmaps, replicas per layer)");
   cmd->add_flag("--no-timing", args->no_timing, "omit wall-clock planner times (byte-identical output)");
   cmd->add_option("--eps", args->options.ultraep.eps, "ultraep: QUOTA_ORACLE_EPS")->capture_default_str();
   cmd->add_option("--balance-threshold", args->options.ultraep.balance_threshold, "ultraep: bt")

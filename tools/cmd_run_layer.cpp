@@ -130,8 +130,7 @@ void run([[maybe_unused]] const RunLayerArgs& a) {
 
 void add_run_layer_command(CLI::App& app) {
   auto args = std::make_shared<RunLayerArgs>();
-  CLI::App* cmd =
-      app.add_subcommand("run-layer", "execute MoE layers of a trace slice on the GPUs found (CUDA backend)");
+  CLI::App* cmd = app.add_subcommand("run-layer", kRunLayerHelp);
   cmd->add_option("--model", args->model,
                   "model config name (configs/models/) or file: expert hidden/FFN sizes")
       ->required();

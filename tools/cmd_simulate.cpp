@@ -5,8 +5,10 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <vector>
 
 #include "core/error.hpp"
+#include "report/html_report.hpp"
 #include "sim/report.hpp"
 #include "tools/commands.hpp"
 #include "tools/logging.hpp"
@@ -22,6 +24,16 @@ struct SimulateArgs {
   bool host_planner_time = false;
   std::string timeline;
   std::string dump_topology;
+  std::string report;
+};
+
+// Hands every timeline event to each of several sinks (--timeline file and --report excerpt).
+class TeeSink final : public sim::TimelineSink {
+ public:
+  std::vector<sim::TimelineSink*> sinks;
+  void on_event(const sim::TimelineEvent& e) override {
+    for (sim::TimelineSink* s : sinks) s->on_event(e);
+  }
 };
 
 void write_file(const std::string& path, const std::string& flag, const std::string& text) {
@@ -38,12 +50,21 @@ void run_simulate(const SimulateArgs& a) {
   std::unique_ptr<std::ofstream> timeline_file;
   std::unique_ptr<sim::ChromeTraceWriter> timeline;
   sim::SimHooks hooks;
+  TeeSink tee;
+  report::TimelineExcerpt excerpt;
   if (!a.timeline.empty()) {
     timeline_file = std::make_unique<std::ofstream>(a.timeline);
     if (!*timeline_file) throw InputError("--timeline", a.timeline, "cannot open for writing");
     timeline = std::make_unique<sim::ChromeTraceWriter>(*timeline_file);
-    hooks.timeline = timeline.get();
-    hooks.on_balancer = [&](const std::string& name, int index) { timeline->begin_process(name, index); };
+    tee.sinks.push_back(timeline.get());
+  }
+  if (!a.report.empty()) tee.sinks.push_back(&excerpt);
+  if (!tee.sinks.empty()) {
+    hooks.timeline = &tee;
+    hooks.on_balancer = [&](const std::string& name, int index) {
+      if (timeline) timeline->begin_process(name, index);
+      if (!a.report.empty()) excerpt.begin(name);
+    };
   }
 
   log->info("simulating {} on {} with trace {} ({} fidelity)", config.model, config.topology, config.trace,
@@ -58,8 +79,13 @@ void run_simulate(const SimulateArgs& a) {
     write_file(a.dump_topology, "--dump-topology", report.platform.dump(2) + "\n");
     log->info("platform written to {}", a.dump_topology);
   }
+  const nlohmann::json j = sim::report_to_json(report);
+  if (!a.report.empty()) {
+    report::write_report(a.report, report::simulate_page(j, excerpt.to_json()));
+    log->info("report written to {}", a.report);
+  }
   if (a.json) {
-    std::cout << sim::report_to_json(report).dump(2) << "\n";
+    std::cout << j.dump(2) << "\n";
   } else {
     std::cout << sim::format_table(report);
     if (a.explain) std::cout << "\n" << sim::column_legend(a.sim.mode == "prefill");
@@ -81,6 +107,8 @@ void add_simulate_command(CLI::App& app) {
                 "also report the measured host wall time of each planner call (not deterministic)");
   cmd->add_option("--timeline", args->timeline,
                   "write a Chrome/Perfetto trace of ranks and phases to this file");
+  cmd->add_option("--report", args->report,
+                  "write a self-contained HTML page with charts (% of ideal, step split, timeline excerpt)");
   cmd->add_option("--dump-topology", args->dump_topology,
                   "write the topology (with sources) and the SimGrid platform that was built to this file");
   cmd->callback([args] { run_simulate(*args); });

@@ -1,7 +1,7 @@
 // `rackep sweep`: what-if studies over a grid of simulate options (for example --grid domain=8,36,72,144
 // --grid slots=0,1,2,3,4). Every configuration runs as its own `rackep simulate --json` process (SimGrid has
-// one engine per process; DESIGN.md "Scaling out"), K at a time with --jobs K; the results are gathered into
-// one table and a CSV file.
+// one engine per process; docs/DESIGN.md "Scaling out"), K at a time with --jobs K; the results are gathered
+// into one table and a CSV file.
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +18,8 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/progress.hpp"
+#include "report/html_report.hpp"
 #include "tools/commands.hpp"
 #include "tools/logging.hpp"
 #include "tools/sim_options.hpp"
@@ -32,6 +34,8 @@ struct SweepArgs {
   std::vector<std::string> grid;
   int jobs = 1;
   std::string csv;
+  bool json = false;
+  std::string report;
 };
 
 // The simulate options a grid may vary, and the flag each one sets.
@@ -151,6 +155,8 @@ void run_sweep(const SweepArgs& a) {
   std::atomic<size_t> next_config{0};
   auto log = logger("tools");
   log->info("sweep: {} configurations, {} at a time", configs.size(), a.jobs);
+  Progress progress("sweep", static_cast<int64_t>(configs.size()), "configurations");
+  std::mutex progress_mutex;
   auto worker = [&] {
     for (size_t i = next_config++; i < configs.size(); i = next_config++) {
       std::vector<std::string> argv = {self, "--log-level", "warn", "simulate"};
@@ -172,11 +178,14 @@ void run_sweep(const SweepArgs& a) {
       }
       argv.push_back("--json");
       outcomes[i] = run_capture(argv);
+      std::lock_guard<std::mutex> lock(progress_mutex);
+      progress.add();
     }
   };
   std::vector<std::thread> threads;
   for (int j = 0; j < a.jobs; ++j) threads.emplace_back(worker);
   for (auto& t : threads) t.join();
+  progress.finish();
 
   // One table, one CSV, in grid order.
   std::ostringstream table, csv;
@@ -191,6 +200,8 @@ void run_sweep(const SweepArgs& a) {
   table << head
         << "balancer        imbalance    step ms    tokens/s  TFLOPS/GPU  % ideal  vs none  overhead ms\n";
   int failures = 0;
+  // --json / --report: {"axes": [{"key", "values"}], "runs": [{"values", "ok", "result"}]} in grid order.
+  nlohmann::json runs = nlohmann::json::array();
   for (size_t i = 0; i < configs.size(); ++i) {
     std::string prefix, csv_prefix;
     for (size_t k = 0; k < axes.size(); ++k) {
@@ -207,6 +218,10 @@ void run_sweep(const SweepArgs& a) {
         ok = false;
       }
     }
+    nlohmann::json values = nlohmann::json::array();
+    for (const std::string& v : configs[i]) values.push_back(v);
+    runs.push_back({{"values", values}, {"ok", ok}});
+    if (ok) runs.back()["result"] = result;
     if (!ok) {
       ++failures;
       table << prefix << "FAILED (exit " << outcomes[i].status << ", see the error above)\n";
@@ -233,7 +248,16 @@ void run_sweep(const SweepArgs& a) {
           << num(b["redundant_slot_gib"].get<double>(), "%.6f") << "\n";
     }
   }
-  std::cout << table.str();
+  nlohmann::json sweep_json = {{"axes", nlohmann::json::array()}, {"runs", std::move(runs)}};
+  for (const Axis& axis : axes) sweep_json["axes"].push_back({{"key", axis.key}, {"values", axis.values}});
+  if (a.json)
+    std::cout << sweep_json.dump(2) << "\n";
+  else
+    std::cout << table.str();
+  if (!a.report.empty()) {
+    report::write_report(a.report, report::sweep_page(sweep_json));
+    log->info("sweep: report written to {}", a.report);
+  }
   if (!a.csv.empty()) {
     std::ofstream out(a.csv);
     if (!out) throw InputError("--csv", a.csv, "cannot open for writing");
@@ -257,6 +281,9 @@ void add_sweep_command(CLI::App& app) {
       ->required();
   cmd->add_option("--jobs,-j", args->jobs, "configurations simulated at once")->capture_default_str();
   cmd->add_option("--csv", args->csv, "also write the results to this CSV file");
+  cmd->add_flag("--json", args->json,
+                "print {axes, runs: [{values, ok, result: simulate JSON}]} instead of the table");
+  cmd->add_option("--report", args->report, "write a self-contained HTML page with the sweep curves");
   cmd->callback([args] { run_sweep(*args); });
 }
 

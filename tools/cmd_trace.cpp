@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/progress.hpp"
 #include "tools/commands.hpp"
 #include "tools/logging.hpp"
 #include "traces/composer.hpp"
@@ -120,6 +121,26 @@ struct ImportArgs {
   std::string model;
 };
 
+// Passes records through and counts them on a progress line (stderr, terminals only).
+class ProgressStream final : public RecordStream {
+ public:
+  ProgressStream(RecordStream& in, const std::string& label)
+      : in_(in), progress_(label, in.manifest().num_records, "records") {}
+  const TraceManifest& manifest() const override { return in_.manifest(); }
+  bool next(TraceRecord& r) override {
+    if (!in_.next(r)) {
+      progress_.finish();
+      return false;
+    }
+    progress_.add();
+    return true;
+  }
+
+ private:
+  RecordStream& in_;
+  Progress progress_;
+};
+
 // Recorded formats other than ESFT (traces/import_registry.hpp): open, report what was found and assumed,
 // write atomically (nothing is left at --out on failure).
 void run_import_recorded(const ImportArgs& a) {
@@ -140,7 +161,8 @@ void run_import_recorded(const ImportArgs& a) {
   for (const std::string& line : report.found) std::cout << "  " << line << "\n";
   std::cout << "assumed:\n";
   for (const std::string& line : report.assumed) std::cout << "  " << line << "\n";
-  const TraceManifest m = write_trace_atomic(*stream, a.out, {a.chunk_records}, report.side_files);
+  ProgressStream counted(*stream, "import");
+  const TraceManifest m = write_trace_atomic(counted, a.out, {a.chunk_records}, report.side_files);
   std::cout << "wrote " << a.out << "\n";
   print_manifest_summary(m, std::cout);
   logger("traces")->info("import: {} records in {:.2f} s", m.num_records, seconds_since(t0));
@@ -182,7 +204,8 @@ void run_import(const ImportArgs& a) {
             << ")\n";
 
   // Written beside --out and renamed when complete: a failed import leaves nothing behind.
-  const TraceManifest m = write_trace_atomic(composer, a.out, {a.chunk_records}, routing->notices);
+  ProgressStream counted(composer, "import");
+  const TraceManifest m = write_trace_atomic(counted, a.out, {a.chunk_records}, routing->notices);
   std::cout << "wrote " << a.out << "\n";
   print_manifest_summary(m, std::cout);
   if (!routing->notices.empty())
@@ -281,7 +304,7 @@ void add_trace_command(CLI::App& app) {
   trace->require_subcommand(1);
 
   auto synth_args = std::make_shared<SynthArgs>();
-  CLI::App* synth = trace->add_subcommand("synth", "write a seeded synthetic trace (ALGORITHMS.md 2.9)");
+  CLI::App* synth = trace->add_subcommand("synth", "write a seeded synthetic trace (docs/ALGORITHMS.md 2.9)");
   SynthConfig& c = synth_args->config;
   synth->add_option("--out", synth_args->out, "new trace directory (must not exist)")->required();
   synth->add_option("--kind", synth_args->kind, "zipf (stationary), drift (gradual), switch (abrupt)")

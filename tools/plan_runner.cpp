@@ -128,6 +128,8 @@ PlanReport run_plans(RecordStream& in, const PlanRunConfig& config) {
             static_cast<double>(busiest(plan_weight_sync(r.plan, config.expert, config.weight_sync))));
       }
     }
+    report.record_layer.push_back(record.layer);
+    report.record_microbatch.push_back(record.microbatch);
     ++report.records;
   }
   for (size_t b = 0; b < balancers.size(); ++b) {
@@ -144,6 +146,9 @@ PlanReport run_plans(RecordStream& in, const PlanRunConfig& config) {
     br.ws_busiest_direct_bytes = Distribution::of(s.ws_direct);
     br.ws_busiest_relay_bytes = Distribution::of(s.ws_relay);
     br.planner_us = Distribution::of(s.us);
+    br.per_record_before = std::move(s.before);
+    br.per_record_after = std::move(s.after);
+    br.per_record_replicas = std::move(s.replicas);
     report.balancers.push_back(std::move(br));
   }
   return report;
@@ -187,7 +192,7 @@ void print_plan_report(const PlanReport& r, std::ostream& out, bool with_timing)
   }
 }
 
-void print_plan_report_json(const PlanReport& r, std::ostream& out, bool with_timing) {
+nlohmann::ordered_json plan_report_json(const PlanReport& r, bool with_timing, bool per_record) {
   nlohmann::ordered_json j;
   j["trace"] = {{"model", r.manifest.model}, {"records", r.records}, {"top_k", r.manifest.top_k}};
   j["shape"] = {{"ranks", r.shape.num_ranks},
@@ -211,10 +216,19 @@ void print_plan_report_json(const PlanReport& r, std::ostream& out, bool with_ti
     o["weight_sync_busiest_rank_bytes_direct"] = dist_json(b.ws_busiest_direct_bytes);
     o["weight_sync_busiest_rank_bytes_relay"] = dist_json(b.ws_busiest_relay_bytes);
     if (with_timing) o["planner_us"] = dist_json(b.planner_us);
+    if (per_record)
+      o["per_record"] = {{"imbalance_before", b.per_record_before},
+                         {"imbalance_after", b.per_record_after},
+                         {"replicas", b.per_record_replicas}};
     bs.push_back(std::move(o));
   }
+  if (per_record) j["records"] = {{"layer", r.record_layer}, {"microbatch", r.record_microbatch}};
   j["balancers"] = std::move(bs);
-  out << j.dump(2) << "\n";
+  return j;
+}
+
+void print_plan_report_json(const PlanReport& r, std::ostream& out, bool with_timing) {
+  out << plan_report_json(r, with_timing, false).dump(2) << "\n";
 }
 
 }  // namespace rackep::tools

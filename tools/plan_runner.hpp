@@ -8,6 +8,8 @@
 //   print_plan_report(report, std::cout);
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <map>
 #include <ostream>
@@ -49,6 +51,8 @@ struct BalancerReport {
   Distribution ws_busiest_direct_bytes;  ///< weight_sync bytes of the busiest rank, direct mode
   Distribution ws_busiest_relay_bytes;   ///< same, with the relay mode of PlanRunConfig::weight_sync
   Distribution planner_us;  ///< wall time of Balancer::plan per record (planning + per-source split)
+  /// Per record, in trace order (PlanReport::record_layer/record_microbatch): the --report heatmaps.
+  std::vector<double> per_record_before, per_record_after, per_record_replicas;
 };
 
 struct PlanReport {
@@ -56,6 +60,8 @@ struct PlanReport {
   ClusterShape shape;
   ExpertBytes expert;
   int64_t records = 0;
+  std::vector<int> record_layer;           ///< per record: layer id
+  std::vector<int64_t> record_microbatch;  ///< per record: microbatch id
   std::vector<BalancerReport> balancers;
 };
 
@@ -65,7 +71,10 @@ PlanReport run_plans(RecordStream& in, const PlanRunConfig& config);
 
 /// Human-readable tables. `with_timing` false omits the wall-clock column (byte-identical output).
 void print_plan_report(const PlanReport& report, std::ostream& out, bool with_timing);
-/// Machine-readable JSON (one object, trailing newline).
+/// The machine-readable report: what --json prints and what --report draws. Per-record arrays ("records",
+/// balancers[].per_record) are included when `per_record` is true.
+nlohmann::ordered_json plan_report_json(const PlanReport& report, bool with_timing, bool per_record);
+/// plan_report_json(report, with_timing, false) printed (one object, trailing newline).
 void print_plan_report_json(const PlanReport& report, std::ostream& out, bool with_timing);
 
 }  // namespace rackep::tools

@@ -1,6 +1,6 @@
 // File: tools/sim_options.hpp
 // The options `rackep simulate` and `rackep sweep` share: registration on a CLI11 command, conversion to a
-// sim::SimConfig, and back to an argument list (sweep re-runs simulate as separate processes, DESIGN.md
+// sim::SimConfig, and back to an argument list (sweep re-runs simulate as separate processes, docs/DESIGN.md
 // "Scaling out").
 #pragma once
 

@@ -1,5 +1,5 @@
 // File: traces/import_common.hpp
-// What every importer of recorded routing shares (TRACES.md, "Normalisations an importer must handle"):
+// What every importer of recorded routing shares (docs/TRACES.md, "Normalisations an importer must handle"):
 //   ImportOptions    what the user says about the model (its MoE layer ids, top-k, replication, ranks, seed);
 //   ImportReport     what an importer found and what it had to assume, printed by `rackep trace import`;
 //   LayerFilter      model-global vs MoE-local layer ids: keeps the model's MoE layers, drops dense

@@ -1,6 +1,6 @@
 // File: traces/import_jsonl.hpp
-// Importer (and exporter) of per-token JSONL routing (johanna-rock/moe-balance sim/trace_format.md; TRACES.md
-// §7): one JSON object per line and per (layer, batch):
+// Importer (and exporter) of per-token JSONL routing (johanna-rock/moe-balance sim/trace_format.md;
+// docs/TRACES.md §7): one JSON object per line and per (layer, batch):
 //   {"layer": 3, "batch_id": 0, "origin_rows": [T ints], "topk_experts": [[k ints] x T],
 //    "topk_weights"?: [[k floats] x T], "request_id"?: ..., "source_file"?: ...}
 // origin_rows[t] is the source rank (row) of token t, so the data is per-source-rank by construction: each

@@ -1,6 +1,6 @@
 // File: traces/import_sglang.hpp
 // Importer of SGLang's expert distribution recorder (python/sglang/srt/eplb/expert_distribution.py;
-// TRACES.md §2), recorded with --expert-distribution-recorder-mode MODE and POST
+// docs/TRACES.md §2), recorded with --expert-distribution-recorder-mode MODE and POST
 // /start_expert_distribution_record, /stop_..., /dump_expert_distribution_record (files in
 // SGLANG_EXPERT_DISTRIBUTION_RECORDER_DIR, default /tmp). Inputs (files, or a directory holding them):
 //   stat / stat_approx   expert_distribution_recorder_{time}.pt = {"rank": 0, "logical_count": int [S, L, E],

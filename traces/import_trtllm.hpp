@@ -1,6 +1,6 @@
 // File: traces/import_trtllm.hpp
 // Importer (and exporter) of TensorRT-LLM expert statistics (tensorrt_llm/_torch/expert_statistic.py;
-// TRACES.md §5), recorded with EXPERT_STATISTIC_ITER_RANGE=start-stop EXPERT_STATISTIC_PATH=dir. The
+// docs/TRACES.md §5), recorded with EXPERT_STATISTIC_ITER_RANGE=start-stop EXPERT_STATISTIC_PATH=dir. The
 // directory holds:
 //   meta_info.json              {"num_experts": E, "num_experts_per_token": k[, "ep_size": R,
 //   "experts_per_rank"]} rank{r}.safetensors         one int64 tensor [E] per key "{iter}_{layer}": bincount

@@ -1,5 +1,5 @@
 // File: traces/import_ultraep.hpp
-// Importer of UltraEP's load profiler (ultra_ep/profiling.py, schema "ultra_ep_trace_v1"; TRACES.md §1),
+// Importer of UltraEP's load profiler (ultra_ep/profiling.py, schema "ultra_ep_trace_v1"; docs/TRACES.md §1),
 // recorded with ULTRA_EP_LOAD_PROFILING=1 ULTRA_EP_LOAD_PROFILE_DIR=dir:
 //   {trace_id}.manifest.json          ep_size, num_layers, num_global_logical_experts, ..., chunks,
 //   dropped_records {trace_id}.chunk{000000}.npz      np.savez: layers int32 [n], virtual_layers int32 [n],

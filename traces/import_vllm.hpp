@@ -1,7 +1,7 @@
 // File: traces/import_vllm.hpp
 // Importer of vLLM's per-request routed experts ("routed experts replay", --enable-return-routed-experts;
-// TRACES.md §3) as a user saves them from the API responses: a .jsonl file with one response object per line,
-// or a .json file holding one response or an array of them. Per response:
+// docs/TRACES.md §3) as a user saves them from the API responses: a .jsonl file with one response object per
+// line, or a .json file holding one response or an array of them. Per response:
 //   "prompt_routed_experts": [prompt_len][L_moe][k]   expert ids of the prompt tokens (optional)
 //   "choices": [{"routed_experts": [gen_len][L_moe][k], ...}, ...]  (or a top-level "routed_experts")
 // The prompt and the first choice's generated tokens form one sequence (generation continues the prompt);

@@ -46,7 +46,7 @@ TEST(SimConfig, EveryBundledTopologyLoads) {
 }
 
 TEST(SimConfig, EveryBundledModelLoads) {
-  // Hand-worked: DeepSeek-V3 MLA projections are 374 MFLOP per token (HARDWARE.md §E.2) and the core
+  // Hand-worked: DeepSeek-V3 MLA projections are 374 MFLOP per token (docs/HARDWARE.md §E.2) and the core
   // 81,920 FLOP per attended key; routed experts 6hf = 88.1 MFLOP per pair.
   const ModelConfig v3 = load_model(resolve_data_file("deepseek-v3", "configs/models", "--model"));
   EXPECT_NEAR(v3.attention_projection_flops_per_token(), 374.2e6, 0.5e6);

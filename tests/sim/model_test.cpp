@@ -59,8 +59,8 @@ TEST(SimFabric, CompressionKeepsEveryLinkLoad) {
 
 TEST(SimTraffic, DedupMatchesTheUniformExpectation) {
   // Uniform routing, N = 8, L = 64, top-8, 8 experts per rank, 4096 tokens per rank: a token misses a given
-  // rank with probability (1 - 8/64)^8 = 0.3436 under independent choices (HARDWARE.md §E.1 uses the exact
-  // hypergeometric 0.3368), so each (source, destination) carries 4096 x 0.6564 = 2688.6 copies.
+  // rank with probability (1 - 8/64)^8 = 0.3436 under independent choices (docs/HARDWARE.md §E.1 uses the
+  // exact hypergeometric 0.3368), so each (source, destination) carries 4096 x 0.6564 = 2688.6 copies.
   const ClusterShape shape{8, 8, 0, 8};
   LoadMatrix loads(8, 64);
   for (int s = 0; s < 8; ++s)
