@@ -10,6 +10,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "traces/composer.hpp"
 
 namespace rackep {
 namespace fs = std::filesystem;
@@ -22,6 +23,15 @@ struct Triple {
   int row = 0;
   int expert = 0;
   int64_t count = 0;
+};
+
+// One parsed object without origin_rows: its tokens' ids [T][k], to compose.
+struct TokenBatch {
+  int layer = 0;
+  int64_t batch_id = 0;
+  int64_t tokens = 0;
+  std::vector<int64_t> ids;
+  std::string where;
 };
 
 // One parsed object: its counts, sparse.
@@ -39,6 +49,61 @@ int64_t integer(const Json& obj, const char* field, const std::string& where) {
   return v.get<int64_t>();
 }
 
+// Objects without origin_rows: batch b's tokens (in batch_id order) form sequence b; composed like vLLM.
+std::unique_ptr<RecordStream> compose_token_batches(std::vector<TokenBatch>& batches,
+                                                    const std::vector<std::string>& files, const ImportOptions& o,
+                                                    ImportReport& report) {
+  if (o.num_ranks <= 0 || o.tokens_per_rank <= 0)
+    return compose_routing(TokenRouting{}, o, "JSONL without origin_rows", report);
+  std::sort(batches.begin(), batches.end(), [](const TokenBatch& a, const TokenBatch& b) {
+    return a.batch_id != b.batch_id ? a.batch_id < b.batch_id : a.layer < b.layer;
+  });
+  std::vector<int> layer_ids;
+  for (const TokenBatch& b : batches)
+    if (b.batch_id == batches.front().batch_id) layer_ids.push_back(b.layer);
+  TokenRoutingBuilder builder(o.num_experts);
+  const int k = static_cast<int>(batches.front().ids.size() / std::max<int64_t>(1, batches.front().tokens));
+  std::vector<int64_t> rows;
+  int64_t tokens = 0;
+  for (size_t i = 0; i < batches.size();) {
+    size_t j = i;
+    while (j < batches.size() && batches[j].batch_id == batches[i].batch_id) ++j;
+    std::vector<int> layers;
+    for (size_t x = i; x < j; ++x) {
+      layers.push_back(batches[x].layer);
+      if (batches[x].tokens != batches[i].tokens)
+        throw InputError(batches[x].where, "topk_experts",
+                         std::to_string(batches[x].tokens) + " tokens, but layer " + std::to_string(batches[i].layer) +
+                             " of batch " + std::to_string(batches[i].batch_id) + " has " +
+                             std::to_string(batches[i].tokens));
+    }
+    // [T][layers][k] from the per-layer [T][k] lists.
+    const int64_t t_count = batches[i].tokens;
+    rows.assign(static_cast<size_t>(t_count) * (j - i) * k, 0);
+    for (size_t x = i; x < j; ++x)
+      for (int64_t t = 0; t < t_count; ++t)
+        std::copy_n(batches[x].ids.begin() + t * k, k, rows.begin() + (t * static_cast<int64_t>(j - i) + (x - i)) * k);
+    builder.add(rows.data(), t_count, layers, k, batches[i].where, "topk_experts");
+    builder.close_sequence();
+    tokens += t_count;
+    for (size_t x = i; x < j; ++x) std::vector<int64_t>().swap(batches[x].ids);  // memory: once in the builder
+    i = j;
+  }
+  TokenRouting r = builder.finish(o.layers, files.front(), report);
+  r.model = o.model.empty() ? "per-token JSONL (" + files.front() + ")" : o.model;
+  nlohmann::ordered_json p;
+  p["recorded_by"] = "per-token JSONL without origin_rows: top-k experts per token, no source ranks";
+  p["importer"] = "rackep trace import --from jsonl";
+  p["files"] = files;
+  p["tokens"] = tokens;
+  r.provenance_json = p.dump();
+  report.found.push_back(std::to_string(batches.size()) + " (layer, batch) objects without origin_rows: " +
+                         std::to_string(r.num_sequences()) + " batches, " + std::to_string(tokens) +
+                         " tokens, layers " + describe_ids(r.layers) + ", top-" + std::to_string(r.top_k));
+  report.assumed.push_back("no origin_rows: each batch is one sequence, composed into ranks as for vLLM");
+  return compose_routing(std::move(r), o, "JSONL without origin_rows", report);
+}
+
 }  // namespace
 
 std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& files, const ImportOptions& o,
@@ -46,9 +111,12 @@ std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& f
   report.format = "jsonl";
   if (files.empty()) throw InputError("--from jsonl", "inputs", "give at least one .jsonl file");
   std::vector<Batch> batches;
+  std::vector<TokenBatch> token_batches;
+  int composed = -1;  // 1: objects without origin_rows
+  std::map<int64_t, int64_t> batch_tokens;  // tokens of each batch (counted once, not per layer)
   std::set<std::pair<int64_t, int>> seen;
   int top_k = 0, max_row = -1, max_expert = -1;
-  int64_t tokens = 0, padding = 0, weights_seen = 0;
+  int64_t padding = 0, weights_seen = 0, empty_rows = 0;
   int64_t max_tokens = 0;
   std::set<std::string> requests;
   for (const std::string& path : files) {
@@ -74,10 +142,35 @@ std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& f
         throw InputError(where, "batch_id",
                          "(layer " + std::to_string(b.layer) + ", batch " + std::to_string(b.batch_id) +
                              ") appears twice");
-      if (!obj.contains("origin_rows") || !obj["origin_rows"].is_array())
-        throw InputError(where, "origin_rows", "missing or not an array");
+      const bool has_rows = obj.contains("origin_rows");
+      if (composed < 0) composed = has_rows ? 0 : 1;
+      if (has_rows != (composed == 0))
+        throw InputError(where, "origin_rows",
+                         composed ? "present here but absent from the first object" : "missing (earlier objects have it)");
+      if (has_rows && !obj["origin_rows"].is_array()) throw InputError(where, "origin_rows", "not an array");
       if (!obj.contains("topk_experts") || !obj["topk_experts"].is_array())
         throw InputError(where, "topk_experts", "missing or not an array");
+      if (composed) {  // no source ranks: keep the tokens, composed into ranks below (as for vLLM)
+        const Json& experts = obj["topk_experts"];
+        TokenBatch tb;
+        tb.layer = b.layer;
+        tb.batch_id = b.batch_id;
+        tb.where = where;
+        tb.tokens = static_cast<int64_t>(experts.size());
+        for (size_t t = 0; t < experts.size(); ++t) {
+          const Json& tok = experts[t];
+          if (!tok.is_array() || tok.empty())
+            throw InputError(where, "topk_experts", "token " + std::to_string(t) + " is not a non-empty list");
+          if (top_k == 0) top_k = static_cast<int>(tok.size());
+          if (static_cast<int>(tok.size()) != top_k)
+            throw InputError(where, "topk_experts",
+                             "token " + std::to_string(t) + " has " + std::to_string(tok.size()) +
+                                 " experts, earlier tokens " + std::to_string(top_k));
+          for (const Json& e : tok) tb.ids.push_back(e.is_number_integer() ? e.get<int64_t>() : -2);
+        }
+        token_batches.push_back(std::move(tb));
+        continue;
+      }
       const Json& rows = obj["origin_rows"];
       const Json& experts = obj["topk_experts"];
       if (rows.size() != experts.size())
@@ -111,6 +204,12 @@ std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& f
           throw InputError(where, "topk_experts",
                            "token " + std::to_string(t) + " has " + std::to_string(tok.size()) +
                                " experts, earlier tokens " + std::to_string(top_k));
+        bool all_zero = top_k >= 2;
+        for (const Json& e : tok) all_zero = all_zero && e == 0;
+        if (all_zero) {  // a capture row without routing (dense layer, uncaptured token): no pair
+          ++empty_rows;
+          continue;
+        }
         for (size_t i = 0; i < tok.size(); ++i) {
           const int64_t e = tok[i].is_number_integer() ? tok[i].get<int64_t>() : -2;
           const int64_t limit = o.num_experts > 0 ? o.num_experts : 65536;
@@ -132,7 +231,7 @@ std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& f
         }
       }
       for (const auto& [row, n] : row_tokens) max_tokens = std::max(max_tokens, n);
-      tokens += static_cast<int64_t>(rows.size());
+      batch_tokens[b.batch_id] = std::max<int64_t>(batch_tokens[b.batch_id], static_cast<int64_t>(rows.size()));
       std::sort(pairs.begin(), pairs.end());
       for (size_t i = 0; i < pairs.size();) {
         size_t j = i;
@@ -145,14 +244,18 @@ std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& f
     }
     if (in.bad()) throw InputError(path, "file", "read error");
   }
-  if (batches.empty()) throw InputError(files.front(), "json", "no (layer, batch) object in the input");
+  if (batches.empty() && token_batches.empty())
+    throw InputError(files.front(), "json", "no (layer, batch) object in the input");
   if (top_k == 0) throw InputError(files.front(), "topk_experts", "no token in the input");
+  if (composed == 1) return compose_token_batches(token_batches, files, o, report);
+  int64_t tokens = 0;
+  for (const auto& [id, n] : batch_tokens) tokens += n;
 
   LayerFilter filter(o.layers);
   for (const Batch& b : batches) {
     int64_t routed = 0;
     for (const Triple& t : b.counts) routed += t.count;
-    filter.observe(b.layer, routed, b.where, "layer");
+    filter.observe(b.layer, routed);
   }
   const std::vector<int> layers = filter.kept(files.front());
   TraceManifest m;
@@ -206,11 +309,10 @@ std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& f
       "microbatch id = batch_id; T = " + std::to_string(m.tokens_per_rank) +
       (o.tokens_per_rank > 0 ? " (--tokens-per-rank)" : " (the most tokens of one row in a batch)"));
   if (padding > 0) report.assumed.push_back(std::to_string(padding) + " expert slots of -1 padding dropped");
-  if (!filter.dropped_empty().empty())
-    report.assumed.push_back("layers " + describe_ids(filter.dropped_empty()) +
-                             " route no token: dense, dropped");
-  if (!filter.missing().empty())
-    report.assumed.push_back("--layers " + describe_ids(filter.missing()) + " are not in the input");
+  if (empty_rows > 0)
+    report.assumed.push_back(std::to_string(empty_rows) + " token rows of all-zero ids (capture rows without routing) "
+                             "counted for no expert");
+  filter.describe(report);
   nlohmann::ordered_json p;
   p["recorded_by"] =
       "per-token JSONL (moe-balance sim/trace_format.md): origin row and top-k experts per token";

@@ -95,17 +95,85 @@ TEST(ImportTrtllm, RoundTripIsIdentity) {
   for (size_t i = 0; i < read.size(); ++i) EXPECT_EQ(read[i].loads, want[i].loads);
 }
 
+const std::string kFix = std::string(RACKEP_SOURCE_DIR) + "/tests/fixtures/import";
+
+TEST(ImportTrtllm, FinalIterationMissingOnSomeRanks) {
+  // Ranks 2 and 3 stopped before iteration 12: iterations 10 and 11 are kept, 12 dropped and said so.
+  ImportReport report;
+  auto s = open_trtllm_stats(kFix + "/trtllm_partial", {}, report);
+  const auto recs = drain(*s);
+  ASSERT_EQ(recs.size(), 6u);
+  EXPECT_EQ(recs.back().microbatch, 11);
+  bool said = false;
+  for (const auto& l : report.assumed) said |= l.find("1 final iteration(s) (12)") == 0;
+  EXPECT_TRUE(said);
+  // Every row equals its rank's file: the bincount of its tokens' top-2 (rows sum to tokens x 2).
+  for (const TraceRecord& r : recs)
+    for (int64_t t : r.loads.source_totals()) EXPECT_EQ(t % 2, 0);
+}
+
+TEST(ImportTrtllm, LoadBalancerSlotsMapToExperts) {
+  const std::string dir = kFix + "/trtllm_eplb";
+  ImportReport report;
+  ImportOptions o;
+  o.placement = dir + "/moe_load_balancer.yaml";
+  auto s = open_trtllm_stats(dir, o, report);
+  EXPECT_EQ(s->manifest().num_experts, 16);  // 20 slots, experts 0..3 twice
+  const auto recs = drain(*s);
+  ASSERT_EQ(recs.size(), 9u);
+  for (const TraceRecord& r : recs) EXPECT_EQ(r.loads.source_totals(), (std::vector<int64_t>{48, 48}));
+  // Slot s of the file counts toward expert s (s < 16) or s - 16: the mapped rows are the slot rows folded.
+  // Without the placement, --experts 16 < 20 recorded ids is refused with the reason.
+  ImportOptions no_map;
+  no_map.num_experts = 16;
+  test::expect_input_error([&] { open_trtllm_stats(dir, no_map, report); }, "meta_info.json", "num_experts");
+  // A placement that moves experts during the run cannot map slots.
+  test::TempDir tmp;
+  const std::string moving = tmp.path("lb.yaml");
+  test::write_bytes(moving, test::read_bytes(o.placement) + "");
+  std::string text = test::read_bytes(o.placement);
+  text.replace(text.find("layer_updates_per_iter: 0"), 25, "layer_updates_per_iter: 2");
+  test::write_bytes(moving, text);
+  ImportOptions dyn;
+  dyn.placement = moving;
+  test::expect_input_error([&] { open_trtllm_stats(dir, dyn, report); }, "lb.yaml", "layer_updates_per_iter");
+}
+
+TEST(ImportTrtllm, RawTokenSelectedExperts) {
+  // rank{r}_raw.safetensors: [tokens, 2] ids per key; rows are their bincounts, T the most tokens of a rank.
+  ImportReport report;
+  auto s = open_trtllm_stats(kFix + "/trtllm_raw", {}, report);
+  const auto recs = drain(*s);
+  ASSERT_EQ(recs.size(), 9u);
+  int64_t max_tokens = 0;
+  for (const TraceRecord& r : recs)
+    for (int64_t t : r.loads.source_totals()) {
+      EXPECT_EQ(t % 2, 0);
+      EXPECT_GE(t, 20);  // 10..20 tokens x top-2
+      EXPECT_LE(t, 40);
+      max_tokens = std::max(max_tokens, t / 2);
+    }
+  EXPECT_EQ(s->manifest().tokens_per_rank, max_tokens);
+}
+
 TEST(ImportTrtllm, LayerMappingAndReplication) {
   ImportReport report;
   ImportOptions o;
-  o.layers = {3, 2, 1, 0};  // layer 0 is dense (not recorded): reported as missing
+  o.layers = {3, 2, 1};
   auto s = open_trtllm_stats(kFixture, o, report);
   EXPECT_EQ(s->manifest().layers, (std::vector<int>{3, 2, 1}));
   const auto recs = drain(*s);
   EXPECT_EQ(recs[0].layer, 3);
-  // A layer outside the model routes tokens -> error naming the file and the key.
+  // A listed layer the recording does not hold (layer 0 is dense: not recorded) -> error.
+  o.layers = {3, 2, 1, 0};
+  test::expect_input_error([&] { open_trtllm_stats(kFixture, o, report); }, "--layers", "--layers");
+  // Unlisted layers are left out, and said so.
   o.layers = {1, 2};
-  test::expect_input_error([&] { open_trtllm_stats(kFixture, o, report); }, "rank0.safetensors", "key 10_3");
+  ImportReport picked;
+  EXPECT_EQ(drain(*open_trtllm_stats(kFixture, o, picked)).size(), 6u);
+  bool said = false;
+  for (const auto& l : picked.assumed) said |= l.find("layers 3 route tokens but are not in --layers") == 0;
+  EXPECT_TRUE(said);
   // --replication 2 on ranks that differ is an error naming the file.
   ImportOptions rep;
   rep.replication = 2;
