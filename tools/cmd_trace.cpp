@@ -329,12 +329,13 @@ void add_trace_command(CLI::App& app) {
       trace->add_subcommand("import", "compose recorded per-token routing into a canonical trace");
   imp->add_option("--from", import_args->from, std::string("input format: esft, ") + import_format_names())
       ->required();
-  imp->add_option("inputs", import_args->inputs,
-                  "esft: task directories; trtllm: the EXPERT_STATISTIC_PATH directory; sglang: the recorder's "
-                  ".pt/.csv files or directory, saved /generate responses (.jsonl) or {\"logical_count\"} JSON; "
-                  "vllm: saved responses (.jsonl/.json) or expert_load_view.pt; ultraep: {id}.manifest.json or its "
-                  "directory; jsonl: .jsonl files; loads: one [layers, experts] matrix (.npy, .json, .pt) "
-                  "(README, Importing production traces)")
+  imp->add_option(
+         "inputs", import_args->inputs,
+         "esft: task directories; trtllm: the EXPERT_STATISTIC_PATH directory; sglang: the recorder's "
+         ".pt/.csv files or directory, saved /generate responses (.jsonl) or {\"logical_count\"} JSON; "
+         "vllm: saved responses (.jsonl/.json) or expert_load_view.pt; ultraep: {id}.manifest.json or its "
+         "directory; jsonl: .jsonl files; loads: one [layers, experts] matrix (.npy, .json, .pt) "
+         "(README, Importing production traces)")
       ->required();
   imp->add_option("--ranks", import_args->num_ranks, "N source ranks (EP size; ESFT: required)");
   imp->add_option("--tokens-per-rank", import_args->tokens_per_rank,
@@ -357,8 +358,9 @@ void add_trace_command(CLI::App& app) {
   imp->add_option("--dump", import_args->dump, "sglang: the dump id ({time} of the file names) to import");
   imp->add_flag("--merge-dumps", import_args->merge_dumps,
                 "sglang: merge every dump by (forward pass, rank), as SGLang's reader does");
-  imp->add_option("--placement", import_args->placement,
-                  "trtllm: the EP load balancer's placement (moe_load_balancer.yaml) mapping slot ids to experts");
+  imp->add_option(
+      "--placement", import_args->placement,
+      "trtllm: the EP load balancer's placement (moe_load_balancer.yaml) mapping slot ids to experts");
   imp->callback([import_args] { run_import(*import_args); });
 
   auto export_args = std::make_shared<std::vector<std::string>>(3);  // format, trace, out

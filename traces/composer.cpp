@@ -30,8 +30,9 @@ void TokenRoutingBuilder::add(const int64_t* ids, int64_t tokens, const std::vec
   }
   if (layer_ids != layer_ids_)
     throw InputError(where, field,
-                     std::to_string(layer_ids.size()) + " layers (" + describe_ids(layer_ids) + "), earlier " +
-                         std::to_string(layer_ids_.size()) + " (" + describe_ids(layer_ids_) + ")");
+                     std::to_string(layer_ids.size()) + " layers (" + describe_ids(layer_ids) +
+                         "), earlier " + std::to_string(layer_ids_.size()) + " (" + describe_ids(layer_ids_) +
+                         ")");
   if (k != top_k_)
     throw InputError(where, field,
                      std::to_string(k) + " ids per token and layer, expected top-" + std::to_string(top_k_));
@@ -58,14 +59,15 @@ void TokenRoutingBuilder::add(const int64_t* ids, int64_t tokens, const std::vec
         }
         if (e < 0 || e >= limit)
           throw InputError(where, field,
-                           "token " + std::to_string(open_tokens_ + t) + ", layer " + std::to_string(layer_ids[l]) +
-                               ": " + std::to_string(e) + " is not an expert id in [0, " + std::to_string(limit) +
-                               ")");
+                           "token " + std::to_string(open_tokens_ + t) + ", layer " +
+                               std::to_string(layer_ids[l]) + ": " + std::to_string(e) +
+                               " is not an expert id in [0, " + std::to_string(limit) + ")");
         for (int j = 0; j < i; ++j)
           if (row[j] == e)
             throw InputError(where, field,
                              "token " + std::to_string(open_tokens_ + t) + ", layer " +
-                                 std::to_string(layer_ids[l]) + " selects expert " + std::to_string(e) + " twice");
+                                 std::to_string(layer_ids[l]) + " selects expert " + std::to_string(e) +
+                                 " twice");
         out.push_back(static_cast<uint16_t>(e));
         ++routed_[l];
         max_id_ = std::max(max_id_, static_cast<int>(e));
@@ -83,7 +85,8 @@ void TokenRoutingBuilder::close_sequence() {
 TokenRouting TokenRoutingBuilder::finish(const std::vector<int>& model_layers, const std::string& source,
                                          ImportReport& report) {
   close_sequence();
-  if (offsets_.back() == 0 || max_id_ < 0) throw InputError(source, "routed_experts", "no routed token in the input");
+  if (offsets_.back() == 0 || max_id_ < 0)
+    throw InputError(source, "routed_experts", "no routed token in the input");
   LayerFilter filter(model_layers);
   for (size_t l = 0; l < layer_ids_.size(); ++l) filter.observe(layer_ids_[l], routed_[l]);
   TokenRouting r;
@@ -96,7 +99,8 @@ TokenRouting TokenRoutingBuilder::finish(const std::vector<int>& model_layers, c
                          " experts (give --experts)");
   int64_t empty = 0;
   for (int layer : r.layers) {
-    const size_t l = static_cast<size_t>(std::find(layer_ids_.begin(), layer_ids_.end(), layer) - layer_ids_.begin());
+    const size_t l =
+        static_cast<size_t>(std::find(layer_ids_.begin(), layer_ids_.end(), layer) - layer_ids_.begin());
     r.expert_ids.push_back(std::move(ids_[l]));
     empty += empty_rows_[l];
   }
@@ -106,7 +110,8 @@ TokenRouting TokenRoutingBuilder::finish(const std::vector<int>& model_layers, c
     report.assumed.push_back(std::to_string(empty) +
                              " (token, layer) rows of kept layers hold no routing (all -1 or all 0): counted "
                              "for no expert");
-  if (padding_ > 0) report.assumed.push_back(std::to_string(padding_) + " expert slots of -1 padding dropped");
+  if (padding_ > 0)
+    report.assumed.push_back(std::to_string(padding_) + " expert slots of -1 padding dropped");
   return r;
 }
 
@@ -292,11 +297,13 @@ std::unique_ptr<RecordStream> compose_routing(TokenRouting routing, const Import
                                               const std::string& format, ImportReport& report) {
   if (o.num_ranks <= 0 || o.tokens_per_rank <= 0)
     throw InputError("--ranks", "--ranks",
-                     format + " routing has no source ranks: give --ranks and --tokens-per-rank to compose "
-                              "microbatches");
+                     format +
+                         " routing has no source ranks: give --ranks and --tokens-per-rank to compose "
+                         "microbatches");
   const ComposePolicy policy = parse_compose_policy(o.policy, "--policy");
   auto shared = std::make_shared<const TokenRouting>(std::move(routing));
-  auto composer = std::make_unique<TokenComposer>(shared, ComposeConfig{o.num_ranks, o.tokens_per_rank, policy, o.seed});
+  auto composer =
+      std::make_unique<TokenComposer>(shared, ComposeConfig{o.num_ranks, o.tokens_per_rank, policy, o.seed});
   report.assumed.push_back("policy " + o.policy + " with seed " + std::to_string(o.seed) + ": " +
                            std::to_string(composer->num_microbatches()) + " microbatches of " +
                            std::to_string(o.num_ranks) + " ranks x " + std::to_string(o.tokens_per_rank) +

@@ -48,14 +48,14 @@ struct RoutingSource {
 /// [sequence_offsets[i], sequence_offsets[i+1]). expert_ids[j] holds layer layers[j]: k ids per token,
 /// token-major.
 struct TokenRouting {
-  std::string model;                                         ///< model name for the manifest
-  int num_experts = 0;                                       ///< L
-  int top_k = 0;                                             ///< k
-  std::vector<int> layers;                                   ///< layer ids
-  std::vector<int64_t> sequence_offsets{0};                  ///< S + 1 prefix offsets
-  std::vector<std::vector<uint16_t>> expert_ids;             ///< [layers.size()][num_tokens * k]; kNoExpert = none
-  std::vector<RoutingSource> sources;                        ///< what was read, in order
-  std::string provenance_json = "{}";                        ///< JSON object: how the data was recorded
+  std::string model;                              ///< model name for the manifest
+  int num_experts = 0;                            ///< L
+  int top_k = 0;                                  ///< k
+  std::vector<int> layers;                        ///< layer ids
+  std::vector<int64_t> sequence_offsets{0};       ///< S + 1 prefix offsets
+  std::vector<std::vector<uint16_t>> expert_ids;  ///< [layers.size()][num_tokens * k]; kNoExpert = none
+  std::vector<RoutingSource> sources;             ///< what was read, in order
+  std::string provenance_json = "{}";             ///< JSON object: how the data was recorded
   std::vector<std::pair<std::string, std::string>> notices;  ///< (file name, text): license notices to keep
 
   /// S, the number of sequences.
@@ -69,8 +69,8 @@ struct TokenRouting {
 /// Builds a TokenRouting from per-token captures ([tokens][layers][k] expert ids, token-major), as vLLM's and
 /// SGLang's routed-experts outputs and per-token JSONL hold them. Rows are read the way capture buffers are
 /// written: a row of k ids all -1, or (k >= 2) all 0, holds no routing (the buffer's zero fill: dense layers,
-/// uncaptured tokens) and is counted, never rejected; a single -1 among real ids is padding (kNoExpert). Layers
-/// that hold no routed id at all are dense and dropped; --layers picks layers as LayerFilter says.
+/// uncaptured tokens) and is counted, never rejected; a single -1 among real ids is padding (kNoExpert).
+/// Layers that hold no routed id at all are dense and dropped; --layers picks layers as LayerFilter says.
 class TokenRoutingBuilder {
  public:
   /// `num_experts` > 0 bounds the ids (else ids < 65535 and E = largest id + 1).

@@ -183,8 +183,9 @@ std::string decode_base64(const std::string& text, const std::string& source, co
     }
     const int8_t v = table[c];
     if (v < 0 || pad > 0)
-      throw InputError(source, field,
-                       "not base64: character " + std::to_string(i) + " is '" + std::string(1, text[i]) + "'");
+      throw InputError(
+          source, field,
+          "not base64: character " + std::to_string(i) + " is '" + std::string(1, text[i]) + "'");
     acc = (acc << 6) | static_cast<uint32_t>(v);
     bits += 6;
     if (bits >= 8) {

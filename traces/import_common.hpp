@@ -37,9 +37,10 @@ struct ImportOptions {
   uint64_t seed = 0;            ///< seeds the spread of global loads and the order of composed sequences
   std::string policy = "pack";  ///< composition of per-token sequences (traces/composer.hpp): pack or whole
   std::string model;            ///< model name for the manifest; empty = the importer's default
-  std::string dump;             ///< SGLang: the dump id (the {time} of its file names) to import; empty = the only one
-  bool merge_dumps = false;     ///< SGLang: merge every dump of the inputs by (forward pass, rank), as its reader does
-  std::string placement;        ///< TensorRT-LLM: the EP load balancer's placement (moe_load_balancer.yaml)
+  std::string dump;  ///< SGLang: the dump id (the {time} of its file names) to import; empty = the only one
+  bool merge_dumps =
+      false;  ///< SGLang: merge every dump of the inputs by (forward pass, rank), as its reader does
+  std::string placement;  ///< TensorRT-LLM: the EP load balancer's placement (moe_load_balancer.yaml)
 };
 
 /// What an import found and assumed; `rackep trace import` prints both lists.
@@ -53,10 +54,10 @@ struct ImportReport {
 
 /// What `--layers` means for every format: the MoE layers to import, by the ids the source uses (model-global
 /// for SGLang, TensorRT-LLM, UltraEP, JSONL and vLLM's capture buffer; MoE-local for vLLM's legacy nested
-/// lists). With a list, exactly the listed layers are kept, in list order; a listed layer the data does not hold
-/// is InputError("--layers", "--layers", ...); layers that route tokens but are not listed are left out and
-/// reported. Without a list, the layers with any routed token are kept (ascending). Layers that route no token
-/// (dense layers: zero rows, all-zero capture buffers) are dropped and reported either way.
+/// lists). With a list, exactly the listed layers are kept, in list order; a listed layer the data does not
+/// hold is InputError("--layers", "--layers", ...); layers that route tokens but are not listed are left out
+/// and reported. Without a list, the layers with any routed token are kept (ascending). Layers that route no
+/// token (dense layers: zero rows, all-zero capture buffers) are dropped and reported either way.
 class LayerFilter {
  public:
   explicit LayerFilter(std::vector<int> model_layers) : model_layers_(std::move(model_layers)) {}

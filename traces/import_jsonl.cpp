@@ -51,8 +51,8 @@ int64_t integer(const Json& obj, const char* field, const std::string& where) {
 
 // Objects without origin_rows: batch b's tokens (in batch_id order) form sequence b; composed like vLLM.
 std::unique_ptr<RecordStream> compose_token_batches(std::vector<TokenBatch>& batches,
-                                                    const std::vector<std::string>& files, const ImportOptions& o,
-                                                    ImportReport& report) {
+                                                    const std::vector<std::string>& files,
+                                                    const ImportOptions& o, ImportReport& report) {
   if (o.num_ranks <= 0 || o.tokens_per_rank <= 0)
     return compose_routing(TokenRouting{}, o, "JSONL without origin_rows", report);
   std::sort(batches.begin(), batches.end(), [](const TokenBatch& a, const TokenBatch& b) {
@@ -73,8 +73,9 @@ std::unique_ptr<RecordStream> compose_token_batches(std::vector<TokenBatch>& bat
       layers.push_back(batches[x].layer);
       if (batches[x].tokens != batches[i].tokens)
         throw InputError(batches[x].where, "topk_experts",
-                         std::to_string(batches[x].tokens) + " tokens, but layer " + std::to_string(batches[i].layer) +
-                             " of batch " + std::to_string(batches[i].batch_id) + " has " +
+                         std::to_string(batches[x].tokens) + " tokens, but layer " +
+                             std::to_string(batches[i].layer) + " of batch " +
+                             std::to_string(batches[i].batch_id) + " has " +
                              std::to_string(batches[i].tokens));
     }
     // [T][layers][k] from the per-layer [T][k] lists.
@@ -82,11 +83,13 @@ std::unique_ptr<RecordStream> compose_token_batches(std::vector<TokenBatch>& bat
     rows.assign(static_cast<size_t>(t_count) * (j - i) * k, 0);
     for (size_t x = i; x < j; ++x)
       for (int64_t t = 0; t < t_count; ++t)
-        std::copy_n(batches[x].ids.begin() + t * k, k, rows.begin() + (t * static_cast<int64_t>(j - i) + (x - i)) * k);
+        std::copy_n(batches[x].ids.begin() + t * k, k,
+                    rows.begin() + (t * static_cast<int64_t>(j - i) + (x - i)) * k);
     builder.add(rows.data(), t_count, layers, k, batches[i].where, "topk_experts");
     builder.close_sequence();
     tokens += t_count;
-    for (size_t x = i; x < j; ++x) std::vector<int64_t>().swap(batches[x].ids);  // memory: once in the builder
+    for (size_t x = i; x < j; ++x)
+      std::vector<int64_t>().swap(batches[x].ids);  // memory: once in the builder
     i = j;
   }
   TokenRouting r = builder.finish(o.layers, files.front(), report);
@@ -112,7 +115,7 @@ std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& f
   if (files.empty()) throw InputError("--from jsonl", "inputs", "give at least one .jsonl file");
   std::vector<Batch> batches;
   std::vector<TokenBatch> token_batches;
-  int composed = -1;  // 1: objects without origin_rows
+  int composed = -1;                        // 1: objects without origin_rows
   std::map<int64_t, int64_t> batch_tokens;  // tokens of each batch (counted once, not per layer)
   std::set<std::pair<int64_t, int>> seen;
   int top_k = 0, max_row = -1, max_expert = -1;
@@ -145,8 +148,9 @@ std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& f
       const bool has_rows = obj.contains("origin_rows");
       if (composed < 0) composed = has_rows ? 0 : 1;
       if (has_rows != (composed == 0))
-        throw InputError(where, "origin_rows",
-                         composed ? "present here but absent from the first object" : "missing (earlier objects have it)");
+        throw InputError(
+            where, "origin_rows",
+            composed ? "present here but absent from the first object" : "missing (earlier objects have it)");
       if (has_rows && !obj["origin_rows"].is_array()) throw InputError(where, "origin_rows", "not an array");
       if (!obj.contains("topk_experts") || !obj["topk_experts"].is_array())
         throw InputError(where, "topk_experts", "missing or not an array");
@@ -160,7 +164,8 @@ std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& f
         for (size_t t = 0; t < experts.size(); ++t) {
           const Json& tok = experts[t];
           if (!tok.is_array() || tok.empty())
-            throw InputError(where, "topk_experts", "token " + std::to_string(t) + " is not a non-empty list");
+            throw InputError(where, "topk_experts",
+                             "token " + std::to_string(t) + " is not a non-empty list");
           if (top_k == 0) top_k = static_cast<int>(tok.size());
           if (static_cast<int>(tok.size()) != top_k)
             throw InputError(where, "topk_experts",
@@ -231,7 +236,8 @@ std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& f
         }
       }
       for (const auto& [row, n] : row_tokens) max_tokens = std::max(max_tokens, n);
-      batch_tokens[b.batch_id] = std::max<int64_t>(batch_tokens[b.batch_id], static_cast<int64_t>(rows.size()));
+      batch_tokens[b.batch_id] =
+          std::max<int64_t>(batch_tokens[b.batch_id], static_cast<int64_t>(rows.size()));
       std::sort(pairs.begin(), pairs.end());
       for (size_t i = 0; i < pairs.size();) {
         size_t j = i;
@@ -310,7 +316,8 @@ std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& f
       (o.tokens_per_rank > 0 ? " (--tokens-per-rank)" : " (the most tokens of one row in a batch)"));
   if (padding > 0) report.assumed.push_back(std::to_string(padding) + " expert slots of -1 padding dropped");
   if (empty_rows > 0)
-    report.assumed.push_back(std::to_string(empty_rows) + " token rows of all-zero ids (capture rows without routing) "
+    report.assumed.push_back(std::to_string(empty_rows) +
+                             " token rows of all-zero ids (capture rows without routing) "
                              "counted for no expert");
   filter.describe(report);
   nlohmann::ordered_json p;

@@ -2,9 +2,9 @@
 
 #include <cmath>
 #include <cstring>
-#include <functional>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
@@ -28,7 +28,8 @@ struct Matrix {
 void to_3d(Matrix& m, const std::string& path) {
   if (m.shape.size() == 2) m.shape.insert(m.shape.begin(), 1);
   if (m.shape.size() != 3 || m.shape[1] <= 0 || m.shape[2] <= 0)
-    throw InputError(path, m.field, "expected an integer matrix [layers, experts] or [steps, layers, experts]");
+    throw InputError(path, m.field,
+                     "expected an integer matrix [layers, experts] or [steps, layers, experts]");
 }
 
 Matrix from_json(const std::string& path) {
@@ -43,9 +44,10 @@ Matrix from_json(const std::string& path) {
       if (j.contains(key)) {
         a = &j[key];
         m.field = key;
-        m.written = std::string(key) == "logical_count" ? "SGLang --init-expert-location JSON {\"logical_count\"}"
-                    : std::string(key) == "weight"      ? "DeepSeek EPLB weight (JSON)"
-                                                        : "expert_load_view (JSON)";
+        m.written = std::string(key) == "logical_count"
+                        ? "SGLang --init-expert-location JSON {\"logical_count\"}"
+                    : std::string(key) == "weight" ? "DeepSeek EPLB weight (JSON)"
+                                                   : "expert_load_view (JSON)";
         break;
       }
     if (a == &j) throw InputError(path, "json", "an object without \"logical_count\" or \"weight\"");
@@ -108,7 +110,8 @@ Matrix from_pt(const std::string& path) {
     for (const char* key : {"expert_load_view", "logical_count", "weight"})
       if (found == nullptr && (found = t->get(key)) != nullptr) m.field = key;
     if (found == nullptr)
-      throw InputError(path, "pickle", "a dict without \"expert_load_view\", \"logical_count\" or \"weight\"");
+      throw InputError(path, "pickle",
+                       "a dict without \"expert_load_view\", \"logical_count\" or \"weight\"");
     t = found;
   }
   m.values = pt.tensor_values(*t, m.shape, m.field);
@@ -125,11 +128,12 @@ bool is_global_loads_json(const std::string& path) {
   return head.find("\"logical_count\"") != std::string::npos || head.find("\"weight\"") != std::string::npos;
 }
 
-std::unique_ptr<RecordStream> open_global_loads(const std::vector<std::string>& inputs, const ImportOptions& o,
-                                                ImportReport& report) {
+std::unique_ptr<RecordStream> open_global_loads(const std::vector<std::string>& inputs,
+                                                const ImportOptions& o, ImportReport& report) {
   if (report.format.empty()) report.format = "loads";
   if (inputs.size() != 1)
-    throw InputError("--from loads", "inputs", "one load matrix file at a time, got " + std::to_string(inputs.size()));
+    throw InputError("--from loads", "inputs",
+                     "one load matrix file at a time, got " + std::to_string(inputs.size()));
   const std::string& path = inputs.front();
   const std::string ext = fs::path(path).extension().string();
   Matrix m = ext == ".npy" ? from_npy(path) : ext == ".pt" || ext == ".pth" ? from_pt(path) : from_json(path);
@@ -137,11 +141,15 @@ std::unique_ptr<RecordStream> open_global_loads(const std::vector<std::string>& 
   const int64_t S = m.shape[0], L = m.shape[1];
   const int E = static_cast<int>(m.shape[2]);
   if (o.num_experts > 0 && o.num_experts != E)
-    throw InputError(path, m.field, "has " + std::to_string(E) + " experts, --experts says " + std::to_string(o.num_experts));
+    throw InputError(
+        path, m.field,
+        "has " + std::to_string(E) + " experts, --experts says " + std::to_string(o.num_experts));
   if (o.num_ranks <= 0)
-    throw InputError("--ranks", "--ranks", "the loads are global (summed over ranks): give --ranks N to spread them");
+    throw InputError("--ranks", "--ranks",
+                     "the loads are global (summed over ranks): give --ranks N to spread them");
   if (o.top_k <= 0 || o.top_k > E)
-    throw InputError("--top-k", "--top-k", "load matrices do not record top-k: give the model's --top-k (at most E)");
+    throw InputError("--top-k", "--top-k",
+                     "load matrices do not record top-k: give the model's --top-k (at most E)");
   const int R = std::max(1, o.replication);
   LayerFilter filter(o.layers);
   for (int64_t l = 0; l < L; ++l) {
@@ -151,8 +159,9 @@ std::unique_ptr<RecordStream> open_global_loads(const std::vector<std::string>& 
         int64_t& x = m.values[static_cast<size_t>((s * L + l) * E + e)];
         if (x < 0) throw InputError(path, m.field, "negative count at layer " + std::to_string(l));
         if (x % R != 0)
-          throw InputError("--replication", "--replication",
-                           "count " + std::to_string(x) + " of " + path + " is not divisible by " + std::to_string(R));
+          throw InputError(
+              "--replication", "--replication",
+              "count " + std::to_string(x) + " of " + path + " is not divisible by " + std::to_string(R));
         x /= R;
         routed += x;
       }
@@ -192,9 +201,10 @@ std::unique_ptr<RecordStream> open_global_loads(const std::vector<std::string>& 
   if (records.empty()) throw InputError(path, m.field, "no step routes a token");
   man.tokens_per_rank = o.tokens_per_rank > 0 ? o.tokens_per_rank : tokens_for_row(max_row, o.top_k);
   man.model = o.model.empty() ? "global expert loads (" + path + ")" : o.model;
-  report.found.push_back(m.written + ": [" + (S > 1 ? std::to_string(S) + ", " : std::string()) + std::to_string(L) +
-                         ", " + std::to_string(E) + "] (\"" + m.field + "\")");
-  report.found.push_back("layers " + describe_ids(layers) + " kept; " + std::to_string(records.size()) + " records");
+  report.found.push_back(m.written + ": [" + (S > 1 ? std::to_string(S) + ", " : std::string()) +
+                         std::to_string(L) + ", " + std::to_string(E) + "] (\"" + m.field + "\")");
+  report.found.push_back("layers " + describe_ids(layers) + " kept; " + std::to_string(records.size()) +
+                         " records");
   report.assumed.push_back("the loads are GLOBAL (summed over source ranks): spread evenly over " +
                            std::to_string(o.num_ranks) + " source ranks, seeded remainders (seed " +
                            std::to_string(o.seed) + ")");

@@ -31,7 +31,7 @@ bool is_global_loads_json(const std::string& path);
 /// "--top-k", ...)). Errors are InputError(file, field, ...): "json" / "pickle" / "zip" / the .npy fields
 /// (unreadable), "<key>" (not an integer matrix [layers, experts] or [steps, layers, experts], a negative
 /// or fractional count, a column count differing from --experts), "inputs" (more than one file).
-std::unique_ptr<RecordStream> open_global_loads(const std::vector<std::string>& inputs, const ImportOptions& options,
-                                                ImportReport& report);
+std::unique_ptr<RecordStream> open_global_loads(const std::vector<std::string>& inputs,
+                                                const ImportOptions& options, ImportReport& report);
 
 }  // namespace rackep

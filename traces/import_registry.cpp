@@ -29,8 +29,8 @@ const char* export_format_names() {
 }
 
 bool is_import_format(const std::string& format) {
-  return format == "trtllm" || format == "sglang" || format == "vllm" || format == "ultraep" || format == "jsonl" ||
-         format == "loads";
+  return format == "trtllm" || format == "sglang" || format == "vllm" || format == "ultraep" ||
+         format == "jsonl" || format == "loads";
 }
 
 std::unique_ptr<RecordStream> open_import(const std::string& format, const std::vector<std::string>& inputs,
@@ -38,7 +38,8 @@ std::unique_ptr<RecordStream> open_import(const std::string& format, const std::
   if (format == "trtllm") return open_trtllm_stats(single_input(format, inputs), options, report);
   if (format == "jsonl") return open_token_jsonl(inputs, options, report);
   if (format == "vllm" && !inputs.empty() && inputs.front().size() > 3 &&
-      inputs.front().compare(inputs.front().size() - 3, 3, ".pt") == 0) {  // vllm(-ascend) expert_load_view.pt
+      inputs.front().compare(inputs.front().size() - 3, 3, ".pt") ==
+          0) {  // vllm(-ascend) expert_load_view.pt
     report.format = "vllm";
     return open_global_loads(inputs, options, report);
   }

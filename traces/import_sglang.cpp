@@ -75,9 +75,10 @@ void check_zip_format(const std::string& path) {
   char head[4] = {0, 0, 0, 0};
   in.read(head, 4);
   if (in.gcount() >= 2 && static_cast<unsigned char>(head[0]) == 0x80 && head[1] >= 1 && head[1] <= 5)
-    throw InputError(path, "format",
-                     "a legacy (non-zip) torch.save file (torch < 1.6, or _use_new_zipfile_serialization=False): "
-                     "re-save it with python -c \"import torch; torch.save(torch.load(P), P)\" and import again");
+    throw InputError(
+        path, "format",
+        "a legacy (non-zip) torch.save file (torch < 1.6, or _use_new_zipfile_serialization=False): "
+        "re-save it with python -c \"import torch; torch.save(torch.load(P), P)\" and import again");
 }
 
 Table read_csv(const InputFile& in, int num_experts_hint, int& num_experts) {
@@ -122,7 +123,7 @@ Table read_csv(const InputFile& in, int num_experts_hint, int& num_experts) {
 // One rank's dump file, open: its records by forward pass and its physical-to-logical map.
 struct RankDump {
   std::unique_ptr<TorchFile> pt;
-  std::vector<int64_t> p2l;  // [L, P]
+  std::vector<int64_t> p2l;           // [L, P]
   std::map<int64_t, size_t> records;  // forward_pass_id -> index in "records"
   bool per_token = false, counted_from_topk = false;
 };
@@ -151,8 +152,9 @@ class SglangPassStream final : public RecordStream {
 const RankDump& SglangPassStream::dump_of(size_t rank, int64_t pass) const {
   for (const RankDump& d : ranks_[rank])
     if (d.records.count(pass)) return d;
-  throw InputError(rank_path_[rank], "forward_pass_id",
-                   "forward pass " + std::to_string(pass) + " is missing here but present in " + rank_path_[0]);
+  throw InputError(
+      rank_path_[rank], "forward_pass_id",
+      "forward pass " + std::to_string(pass) + " is missing here but present in " + rank_path_[0]);
 }
 
 void SglangPassStream::read_pass(size_t rank, int64_t pass) {
@@ -168,8 +170,8 @@ void SglangPassStream::read_pass(size_t rank, int64_t pass) {
     scratch_ = pt.tensor_values(*gpc, shape, "global_physical_count");
     if (shape.size() != 2 || shape[0] != L || shape[1] != P)
       throw InputError(pt.path(), "global_physical_count",
-                       where + " is " + gpc->describe() + ", the physical-to-logical map is [" + std::to_string(L) +
-                           ", " + std::to_string(P) + "]");
+                       where + " is " + gpc->describe() + ", the physical-to-logical map is [" +
+                           std::to_string(L) + ", " + std::to_string(P) + "]");
     int64_t neg = 0;
     for (int64_t l = 0; l < L; ++l) {
       const int64_t* c = scratch_.data() + l * P;
@@ -190,8 +192,8 @@ void SglangPassStream::read_pass(size_t rank, int64_t pass) {
                      where + " has neither global_physical_count nor topk_ids_of_layer");
   scratch_ = pt.tensor_values(*topk, shape, "topk_ids_of_layer");
   if (shape.size() != 3 || shape[0] != L)
-    throw InputError(pt.path(), "topk_ids_of_layer", where + " is " + topk->describe() + ", expected [" +
-                                                         std::to_string(L) + ", tokens, k]");
+    throw InputError(pt.path(), "topk_ids_of_layer",
+                     where + " is " + topk->describe() + ", expected [" + std::to_string(L) + ", tokens, k]");
   const int64_t per_layer = shape[1] * shape[2];
   for (int64_t l = 0; l < L; ++l) {
     const int64_t* ids = scratch_.data() + l * per_layer;
@@ -201,8 +203,9 @@ void SglangPassStream::read_pass(size_t rank, int64_t pass) {
       const int64_t p = ids[i];
       if (p == -1) continue;  // padding (k is fixed at 8; dense layers hold -1 rows)
       if (p < 0 || p >= P)
-        throw InputError(pt.path(), "topk_ids_of_layer",
-                         where + ": physical id " + std::to_string(p) + " is outside [0, " + std::to_string(P) + ")");
+        throw InputError(
+            pt.path(), "topk_ids_of_layer",
+            where + ": physical id " + std::to_string(p) + " is outside [0, " + std::to_string(P) + ")");
       ++o[map[p]];
     }
   }
@@ -215,8 +218,8 @@ SglangPassStream::SglangPassStream(const std::vector<InputFile>& files, const Im
   for (const InputFile& f : files) by_rank[f.rank].push_back(&f);
   if (by_rank.rbegin()->first != static_cast<int>(by_rank.size()) - 1)
     throw InputError(files.front().path, "rank",
-                     "rank files must cover ranks 0.." + std::to_string(by_rank.size() - 1) + ", found rank " +
-                         std::to_string(by_rank.rbegin()->first));
+                     "rank files must cover ranks 0.." + std::to_string(by_rank.size() - 1) +
+                         ", found rank " + std::to_string(by_rank.rbegin()->first));
   int max_logical = -1;
   bool per_token = false, from_topk = false;
   for (const auto& [r, list] : by_rank) {
@@ -236,23 +239,28 @@ SglangPassStream::SglangPassStream(const std::vector<InputFile>& files, const Im
       std::vector<int64_t> shape;
       d.p2l = pt.tensor_values(*map, shape, "last_physical_to_logical_map");
       if (shape.size() != 2)
-        throw InputError(f->path, "last_physical_to_logical_map", map->describe() + ", expected [layers, physical]");
-      if (num_layers_ == 0) num_layers_ = static_cast<int>(shape[0]), num_physical_ = static_cast<int>(shape[1]);
+        throw InputError(f->path, "last_physical_to_logical_map",
+                         map->describe() + ", expected [layers, physical]");
+      if (num_layers_ == 0)
+        num_layers_ = static_cast<int>(shape[0]), num_physical_ = static_cast<int>(shape[1]);
       if (shape[0] != num_layers_ || shape[1] != num_physical_)
         throw InputError(f->path, "last_physical_to_logical_map",
-                         map->describe() + ", but " + rank_path_[0] + " has [" + std::to_string(num_layers_) + ", " +
-                             std::to_string(num_physical_) + "]");
-      for (int64_t x : d.p2l) max_logical = std::max<int>(max_logical, static_cast<int>(std::min<int64_t>(x, 1 << 20)));
+                         map->describe() + ", but " + rank_path_[0] + " has [" + std::to_string(num_layers_) +
+                             ", " + std::to_string(num_physical_) + "]");
+      for (int64_t x : d.p2l)
+        max_logical = std::max<int>(max_logical, static_cast<int>(std::min<int64_t>(x, 1 << 20)));
       for (size_t i = 0; i < records->items.size(); ++i) {
         const PyValue& rec = *records->items[i];
         const std::string where = "records[" + std::to_string(i) + "]";
         const PyValue* id = rec.get("forward_pass_id");
         const PyValue* rank = rec.get("rank");
-        if (id == nullptr || id->kind != PyValue::Kind::kInt || rank == nullptr || rank->kind != PyValue::Kind::kInt)
+        if (id == nullptr || id->kind != PyValue::Kind::kInt || rank == nullptr ||
+            rank->kind != PyValue::Kind::kInt)
           throw InputError(f->path, where, "needs integer forward_pass_id and rank");
         if (rank->i != r)
-          throw InputError(f->path, "rank",
-                           where + " has rank " + std::to_string(rank->i) + ", the file name says " + std::to_string(r));
+          throw InputError(
+              f->path, "rank",
+              where + " has rank " + std::to_string(rank->i) + ", the file name says " + std::to_string(r));
         if (rec.get("topk_ids_of_layer") != nullptr) per_token = true;
         if (rec.get("global_physical_count") == nullptr) from_topk = true;
         bool twice = !d.records.emplace(id->i, i).second;
@@ -270,16 +278,19 @@ SglangPassStream::SglangPassStream(const std::vector<InputFile>& files, const Im
     for (const RankDump& d : ranks_[r])
       for (int64_t x : d.p2l)
         if (x < 0 || x >= num_experts_)
-          throw InputError(d.pt->path(), "last_physical_to_logical_map",
-                           "logical id " + std::to_string(x) + " is outside [0, " + std::to_string(num_experts_) + ")");
+          throw InputError(
+              d.pt->path(), "last_physical_to_logical_map",
+              "logical id " + std::to_string(x) + " is outside [0, " + std::to_string(num_experts_) + ")");
   if (o.top_k <= 0)
-    throw InputError("--top-k", "--top-k", "the SGLang recorder does not record top-k: give the model's --top-k");
+    throw InputError("--top-k", "--top-k",
+                     "the SGLang recorder does not record top-k: give the model's --top-k");
   if (o.top_k > num_experts_) throw InputError("--top-k", "--top-k", "exceeds the number of experts");
   replication_ = std::max(1, o.replication);
   const int num_files = static_cast<int>(ranks_.size());
   if (num_files % replication_ != 0)
-    throw InputError("--replication", "--replication",
-                     std::to_string(num_files) + " rank files are not a multiple of " + std::to_string(replication_));
+    throw InputError(
+        "--replication", "--replication",
+        std::to_string(num_files) + " rank files are not a multiple of " + std::to_string(replication_));
   // Every rank must hold the same forward passes.
   std::set<int64_t> all;
   for (const RankDump& d : ranks_[0])
@@ -296,7 +307,8 @@ SglangPassStream::SglangPassStream(const std::vector<InputFile>& files, const Im
 
   // Pass 1, one forward pass at a time: routed tokens per layer, the largest row, replicas, empty passes.
   counts_.assign(ranks_.size(), {});
-  std::vector<int64_t> routed(static_cast<size_t>(num_layers_), 0), max_row(static_cast<size_t>(num_layers_), 0);
+  std::vector<int64_t> routed(static_cast<size_t>(num_layers_), 0),
+      max_row(static_cast<size_t>(num_layers_), 0);
   int64_t empty_passes = 0;
   for (int64_t pass : all) {
     int64_t total = 0;
@@ -305,8 +317,9 @@ SglangPassStream::SglangPassStream(const std::vector<InputFile>& files, const Im
       const size_t base = r - r % static_cast<size_t>(replication_);
       if (r != base && counts_[r] != counts_[base])
         throw InputError(dump_of(r, pass).pt->path(), "--replication",
-                         "differs from rank " + std::to_string(base) + " in forward pass " + std::to_string(pass) +
-                             ", but --replication " + std::to_string(replication_) + " says they hold the same tokens");
+                         "differs from rank " + std::to_string(base) + " in forward pass " +
+                             std::to_string(pass) + ", but --replication " + std::to_string(replication_) +
+                             " says they hold the same tokens");
       if (r != base) continue;
       for (int l = 0; l < num_layers_; ++l) {
         int64_t row = 0;
@@ -316,8 +329,10 @@ SglangPassStream::SglangPassStream(const std::vector<InputFile>& files, const Im
         total += row;
       }
     }
-    if (total > 0) passes_.push_back(pass);
-    else ++empty_passes;
+    if (total > 0)
+      passes_.push_back(pass);
+    else
+      ++empty_passes;
   }
   LayerFilter filter(o.layers);
   for (int l = 0; l < num_layers_; ++l) filter.observe(l, routed[l]);
@@ -334,15 +349,17 @@ SglangPassStream::SglangPassStream(const std::vector<InputFile>& files, const Im
   manifest_.tokens_per_rank = o.tokens_per_rank > 0 ? o.tokens_per_rank : tokens_for_row(row_bound, o.top_k);
   manifest_.num_records = static_cast<int64_t>(passes_.size() * layers.size());
   const std::string mode = per_token ? "per_token" : "per_pass";
-  manifest_.model = o.model.empty() ? "SGLang expert distribution (" + mode + ", " + rank_path_[0] + ")" : o.model;
+  manifest_.model =
+      o.model.empty() ? "SGLang expert distribution (" + mode + ", " + rank_path_[0] + ")" : o.model;
   size_t dumps = 0;
   for (const auto& r : ranks_) dumps = std::max(dumps, r.size());
-  report.found.push_back(std::to_string(files.size()) + " file(s) in mode " + mode + " (" + std::to_string(num_files) +
-                         " ranks" + (dumps > 1 ? ", " + std::to_string(dumps) + " dumps merged" : std::string()) +
-                         "), " + std::to_string(num_physical_) + " physical slots -> " + std::to_string(num_experts_) +
-                         " logical experts, " + std::to_string(passes_.size()) + " forward passes with tokens");
-  report.found.push_back("layers " + describe_ids(layers) + " route tokens; " + std::to_string(manifest_.num_records) +
-                         " records");
+  report.found.push_back(
+      std::to_string(files.size()) + " file(s) in mode " + mode + " (" + std::to_string(num_files) +
+      " ranks" + (dumps > 1 ? ", " + std::to_string(dumps) + " dumps merged" : std::string()) + "), " +
+      std::to_string(num_physical_) + " physical slots -> " + std::to_string(num_experts_) +
+      " logical experts, " + std::to_string(passes_.size()) + " forward passes with tokens");
+  report.found.push_back("layers " + describe_ids(layers) + " route tokens; " +
+                         std::to_string(manifest_.num_records) + " records");
   report.assumed.push_back(
       "physical slots mapped to logical experts through last_physical_to_logical_map; with DeepEP "
       "low_latency the counts are per destination, not per source");
@@ -353,14 +370,15 @@ SglangPassStream::SglangPassStream(const std::vector<InputFile>& files, const Im
   else if (per_token)
     report.assumed.push_back("per_token extras (input_ids, topk_ids_of_layer) are not used");
   if (empty_passes > 0)
-    report.assumed.push_back(std::to_string(empty_passes) + " forward passes route no token (idle passes): dropped");
+    report.assumed.push_back(std::to_string(empty_passes) +
+                             " forward passes route no token (idle passes): dropped");
   filter.describe(report);
   if (replication_ > 1)
     report.assumed.push_back("--replication " + std::to_string(replication_) + " (TP attention) folded");
-  report.assumed.push_back("top-k " + std::to_string(o.top_k) + " (--top-k); T = " +
-                           std::to_string(manifest_.tokens_per_rank) +
-                           (o.tokens_per_rank > 0 ? " (--tokens-per-rank)" : " (smallest T holding the largest row)") +
-                           "; microbatch id = forward pass; shared experts are not logged");
+  report.assumed.push_back(
+      "top-k " + std::to_string(o.top_k) + " (--top-k); T = " + std::to_string(manifest_.tokens_per_rank) +
+      (o.tokens_per_rank > 0 ? " (--tokens-per-rank)" : " (smallest T holding the largest row)") +
+      "; microbatch id = forward pass; shared experts are not logged");
   nlohmann::ordered_json p;
   p["recorded_by"] = "SGLang expert distribution recorder, mode " + mode;
   p["importer"] = "rackep trace import --from sglang";
@@ -385,8 +403,10 @@ bool SglangPassStream::next(TraceRecord& record) {
   if (record.loads.num_ranks() != manifest_.num_ranks || record.loads.num_experts() != num_experts_)
     record.loads = LoadMatrix(manifest_.num_ranks, num_experts_);
   for (int s = 0; s < manifest_.num_ranks; ++s) {
-    const int64_t* c = counts_[static_cast<size_t>(s) * replication_].data() + static_cast<size_t>(layer) * num_experts_;
-    for (int e = 0; e < num_experts_; ++e) record.loads.at(s, e) = checked_count(c[e], rank_path_[s * replication_], "count");
+    const int64_t* c =
+        counts_[static_cast<size_t>(s) * replication_].data() + static_cast<size_t>(layer) * num_experts_;
+    for (int e = 0; e < num_experts_; ++e)
+      record.loads.at(s, e) = checked_count(c[e], rank_path_[s * replication_], "count");
   }
   if (++next_layer_ == manifest_.layers.size()) {
     next_layer_ = 0;
@@ -395,7 +415,8 @@ bool SglangPassStream::next(TraceRecord& record) {
   return true;
 }
 
-// ---- stat (global, one tensor) and the legacy CSV: small, held in memory ------------------------------------
+// ---- stat (global, one tensor) and the legacy CSV: small, held in memory
+// ------------------------------------
 
 std::unique_ptr<RecordStream> open_small(const std::vector<InputFile>& files, const ImportOptions& o,
                                          ImportReport& report) {
@@ -412,14 +433,18 @@ std::unique_ptr<RecordStream> open_small(const std::vector<InputFile>& files, co
   if (csv) {
     std::map<int, const InputFile*> ranks;
     for (const InputFile& f : files)
-      if (!ranks.emplace(f.rank, &f).second) throw InputError(f.path, "rank", "rank " + std::to_string(f.rank) + " twice");
+      if (!ranks.emplace(f.rank, &f).second)
+        throw InputError(f.path, "rank", "rank " + std::to_string(f.rank) + " twice");
     if (ranks.rbegin()->first != static_cast<int>(ranks.size()) - 1)
-      throw InputError(files.front().path, "rank", "rank files must cover ranks 0.." + std::to_string(ranks.size() - 1));
+      throw InputError(files.front().path, "rank",
+                       "rank files must cover ranks 0.." + std::to_string(ranks.size() - 1));
     for (const auto& [r, f] : ranks) {
       int e = 0;
       tables.push_back(read_csv(*f, o.num_experts, e));
       if (E != 0 && e != E)
-        throw InputError(f->path, "num_experts", std::to_string(e) + " experts, rank 0 has " + std::to_string(E) + " (give --experts)");
+        throw InputError(
+            f->path, "num_experts",
+            std::to_string(e) + " experts, rank 0 has " + std::to_string(E) + " (give --experts)");
       E = e;
     }
   } else {
@@ -430,15 +455,18 @@ std::unique_ptr<RecordStream> open_small(const std::vector<InputFile>& files, co
     if (lc == nullptr) {
       if (pt.root().kind == PyValue::Kind::kDict && pt.root().get("records") != nullptr)
         throw InputError(path, "rank", "a per_pass/per_token dump whose name does not end in _{rank}.pt");
-      throw InputError(path, "logical_count", "neither 'logical_count' (stat) nor a 'records' list (per_pass/per_token)");
+      throw InputError(path, "logical_count",
+                       "neither 'logical_count' (stat) nor a 'records' list (per_pass/per_token)");
     }
     std::vector<int64_t> shape;
     const std::vector<int64_t> v = pt.tensor_values(*lc, shape, "logical_count");
-    if (shape.size() != 3) throw InputError(path, "logical_count", lc->describe() + ", expected [steps, layers, experts]");
+    if (shape.size() != 3)
+      throw InputError(path, "logical_count", lc->describe() + ", expected [steps, layers, experts]");
     E = static_cast<int>(shape[2]);
     if (o.num_experts > 0 && o.num_experts != E)
-      throw InputError(path, "logical_count",
-                       "has " + std::to_string(E) + " experts, --experts says " + std::to_string(o.num_experts));
+      throw InputError(
+          path, "logical_count",
+          "has " + std::to_string(E) + " experts, --experts says " + std::to_string(o.num_experts));
     tables.emplace_back();
     for (int64_t s = 0; s < shape[0]; ++s)
       for (int64_t l = 0; l < shape[1]; ++l) {
@@ -447,32 +475,36 @@ std::unique_ptr<RecordStream> open_small(const std::vector<InputFile>& files, co
       }
   }
   if (o.top_k <= 0)
-    throw InputError("--top-k", "--top-k", "the SGLang recorder does not record top-k: give the model's --top-k");
+    throw InputError("--top-k", "--top-k",
+                     "the SGLang recorder does not record top-k: give the model's --top-k");
   if (o.top_k > E) throw InputError("--top-k", "--top-k", "exceeds the number of experts");
   const int R = std::max(1, o.replication);
   std::vector<const Table*> by_rank;
   if (global) {
     if (o.num_ranks <= 0)
-      throw InputError("--ranks", "--ranks",
-                       "stat counts are summed over ranks: give --ranks N to spread them over N source ranks");
+      throw InputError(
+          "--ranks", "--ranks",
+          "stat counts are summed over ranks: give --ranks N to spread them over N source ranks");
     for (auto& [key, v] : tables[0])
       for (int64_t& x : v) {
         if (x < 0) throw InputError(paths[0], "logical_count", "negative count");
         if (x % R != 0)
-          throw InputError("--replication", "--replication",
-                           "count " + std::to_string(x) + " of " + paths[0] + " is not divisible by " + std::to_string(R));
+          throw InputError(
+              "--replication", "--replication",
+              "count " + std::to_string(x) + " of " + paths[0] + " is not divisible by " + std::to_string(R));
         x /= R;
       }
     by_rank.push_back(&tables[0]);
   } else {
     if (tables.size() % R != 0)
-      throw InputError("--replication", "--replication",
-                       std::to_string(tables.size()) + " rank files are not a multiple of " + std::to_string(R));
+      throw InputError(
+          "--replication", "--replication",
+          std::to_string(tables.size()) + " rank files are not a multiple of " + std::to_string(R));
     for (size_t r = 0; r < tables.size(); ++r) {
       if (r % R != 0 && tables[r] != tables[r - r % R])
         throw InputError(paths[r], "--replication",
-                         "differs from rank " + std::to_string(r - r % R) + ", but --replication " + std::to_string(R) +
-                             " says they hold the same tokens");
+                         "differs from rank " + std::to_string(r - r % R) + ", but --replication " +
+                             std::to_string(R) + " says they hold the same tokens");
       if (r % R == 0) by_rank.push_back(&tables[r]);
     }
   }
@@ -514,7 +546,8 @@ std::unique_ptr<RecordStream> open_small(const std::vector<InputFile>& files, co
         for (int row = 0; row < N; ++row) {
           const auto found = by_rank[row]->find(it->first);
           if (found == by_rank[row]->end()) continue;
-          for (int e = 0; e < E; ++e) r.loads.at(row, e) = checked_count(found->second[e], paths[row * R], "count");
+          for (int e = 0; e < E; ++e)
+            r.loads.at(row, e) = checked_count(found->second[e], paths[row * R], "count");
         }
       }
       for (int64_t x : r.loads.source_totals()) max_row = std::max(max_row, x);
@@ -523,28 +556,32 @@ std::unique_ptr<RecordStream> open_small(const std::vector<InputFile>& files, co
   const std::string mode = csv ? "legacy csv" : "stat";
   m.tokens_per_rank = o.tokens_per_rank > 0 ? o.tokens_per_rank : tokens_for_row(max_row, o.top_k);
   m.model = o.model.empty() ? "SGLang expert distribution (" + mode + ", " + paths.front() + ")" : o.model;
-  report.found.push_back(std::to_string(files.size()) + " file(s) in mode " + mode + ", " + std::to_string(E) +
-                         " logical experts, " + std::to_string(steps.size()) + " forward passes with tokens");
-  report.found.push_back("layers " + describe_ids(layers) + " route tokens; " + std::to_string(records.size()) +
-                         " records");
+  report.found.push_back(std::to_string(files.size()) + " file(s) in mode " + mode + ", " +
+                         std::to_string(E) + " logical experts, " + std::to_string(steps.size()) +
+                         " forward passes with tokens");
+  report.found.push_back("layers " + describe_ids(layers) + " route tokens; " +
+                         std::to_string(records.size()) + " records");
   if (global)
     report.assumed.push_back("stat counts are SUMMED over ranks (global only): spread evenly over " +
-                             std::to_string(N) + " source ranks, seeded remainders (seed " + std::to_string(o.seed) +
-                             ")");
+                             std::to_string(N) + " source ranks, seeded remainders (seed " +
+                             std::to_string(o.seed) + ")");
   else
     report.found.push_back("per-source-rank counts of " + std::to_string(files.size()) + " rank files");
   if (!empty_steps.empty())
-    report.assumed.push_back(std::to_string(empty_steps.size()) +
-                             " forward passes route no token (unused circular-buffer rows or idle passes): dropped");
+    report.assumed.push_back(
+        std::to_string(empty_steps.size()) +
+        " forward passes route no token (unused circular-buffer rows or idle passes): dropped");
   filter.describe(report);
   if (R > 1) report.assumed.push_back("--replication " + std::to_string(R) + " (TP attention) folded");
-  report.assumed.push_back("top-k " + std::to_string(o.top_k) + " (--top-k); T = " + std::to_string(m.tokens_per_rank) +
-                           " (smallest T holding the largest row); microbatch id = step; shared experts are not logged");
+  report.assumed.push_back(
+      "top-k " + std::to_string(o.top_k) + " (--top-k); T = " + std::to_string(m.tokens_per_rank) +
+      " (smallest T holding the largest row); microbatch id = step; shared experts are not logged");
   nlohmann::ordered_json p;
   p["recorded_by"] = "SGLang expert distribution recorder, mode " + mode;
   p["importer"] = "rackep trace import --from sglang";
   p["files"] = paths;
-  p["source_ranks"] = global ? "not recorded (summed): spread evenly, seeded" : "one rank file per source rank";
+  p["source_ranks"] =
+      global ? "not recorded (summed): spread evenly, seeded" : "one rank file per source rank";
   p["replication"] = R;
   p["dense_layers_dropped"] = filter.dropped_empty();
   m.provenance_json = p.dump();
@@ -555,8 +592,8 @@ std::unique_ptr<RecordStream> open_small(const std::vector<InputFile>& files, co
 
 }  // namespace
 
-std::unique_ptr<RecordStream> open_sglang_recording(const std::vector<std::string>& inputs, const ImportOptions& o,
-                                                    ImportReport& report) {
+std::unique_ptr<RecordStream> open_sglang_recording(const std::vector<std::string>& inputs,
+                                                    const ImportOptions& o, ImportReport& report) {
   report.format = "sglang";
   std::vector<std::string> paths;
   for (const std::string& in : inputs) {
@@ -598,23 +635,27 @@ std::unique_ptr<RecordStream> open_sglang_recording(const std::vector<std::strin
       for (const std::string& d : dumps) ids += (ids.empty() ? "" : ", ") + d;
       throw InputError("--dump", "--dump", "no dump '" + o.dump + "' in the inputs (dumps: " + ids + ")");
     }
-    files.erase(std::remove_if(files.begin(), files.end(), [&](const InputFile& f) { return f.dump != o.dump; }),
-                files.end());
+    files.erase(
+        std::remove_if(files.begin(), files.end(), [&](const InputFile& f) { return f.dump != o.dump; }),
+        files.end());
   } else if (dumps.size() > 1 && !o.merge_dumps) {
     std::string ids;
     for (const std::string& d : dumps) ids += (ids.empty() ? "" : ", ") + d;
-    throw InputError(files.front().path, "dump",
-                     std::to_string(dumps.size()) + " dumps in the inputs (ids " + ids +
-                         "): give --dump ID to import one, or --merge-dumps to merge them by (forward pass, rank) "
-                         "as SGLang's reader does");
+    throw InputError(
+        files.front().path, "dump",
+        std::to_string(dumps.size()) + " dumps in the inputs (ids " + ids +
+            "): give --dump ID to import one, or --merge-dumps to merge them by (forward pass, rank) "
+            "as SGLang's reader does");
   }
   if (!files.front().csv && files.front().rank >= 0) {
     for (const InputFile& f : files)
-      if (f.csv || f.rank < 0) throw InputError(f.path, "inputs", "mixes recorder modes with " + files.front().path);
+      if (f.csv || f.rank < 0)
+        throw InputError(f.path, "inputs", "mixes recorder modes with " + files.front().path);
     return std::make_unique<SglangPassStream>(files, o, report);
   }
   if (o.merge_dumps && dumps.size() > 1)
-    throw InputError("--merge-dumps", "--merge-dumps", "only per_pass/per_token dumps merge; import stat or CSV dumps one by one");
+    throw InputError("--merge-dumps", "--merge-dumps",
+                     "only per_pass/per_token dumps merge; import stat or CSV dumps one by one");
   return open_small(files, o, report);
 }
 

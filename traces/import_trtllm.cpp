@@ -91,9 +91,12 @@ std::vector<std::pair<Key, TensorRef>> parse_safetensors(const MappedFile& f, bo
                      "header length " + std::to_string(header_bytes) + " runs past the end of the file (" +
                          std::to_string(f.size()) + " bytes): truncated or not safetensors");
   const char* hb = reinterpret_cast<const char*>(f.data()) + 8;
-  // NOTE: nlohmann::json (std::map), not ordered_json, whose linear key search makes thousands of keys O(n^2).
-  const nlohmann::json header = nlohmann::json::parse(hb, hb + header_bytes, nullptr, /*allow_exceptions=*/false);
-  if (header.is_discarded() || !header.is_object()) throw InputError(path, "header", "the header is not a JSON object");
+  // NOTE: nlohmann::json (std::map), not ordered_json, whose linear key search makes thousands of keys
+  // O(n^2).
+  const nlohmann::json header =
+      nlohmann::json::parse(hb, hb + header_bytes, nullptr, /*allow_exceptions=*/false);
+  if (header.is_discarded() || !header.is_object())
+    throw InputError(path, "header", "the header is not a JSON object");
   const uint64_t data_start = 8 + header_bytes;
   const uint64_t data_bytes = f.size() - data_start;
   std::vector<std::pair<Key, TensorRef>> out;
@@ -119,13 +122,17 @@ std::vector<std::pair<Key, TensorRef>> parse_safetensors(const MappedFile& f, bo
       throw InputError(path, name,
                        "shape " + shape.dump() +
                            (raw ? ", expected [tokens, k] (raw token_selected_experts)"
-                                : ", expected [" + std::to_string(width) + "] (num_experts of meta_info.json, or "
-                                                                           "num_slots of the placement)"));
-    const uint64_t elements = raw ? shape[0].get<uint64_t>() * shape[1].get<uint64_t>() : shape[0].get<uint64_t>();
+                                : ", expected [" + std::to_string(width) +
+                                      "] (num_experts of meta_info.json, or "
+                                      "num_slots of the placement)"));
+    const uint64_t elements =
+        raw ? shape[0].get<uint64_t>() * shape[1].get<uint64_t>() : shape[0].get<uint64_t>();
     if (raw && shape[0].get<uint64_t>() > 0 && shape[1].get<int64_t>() != width) {
       if (width < 0) width = shape[1].get<int64_t>();
       if (shape[1].get<int64_t>() != width)
-        throw InputError(path, name, "shape " + shape.dump() + ": k differs from other keys (" + std::to_string(width) + ")");
+        throw InputError(
+            path, name,
+            "shape " + shape.dump() + ": k differs from other keys (" + std::to_string(width) + ")");
     }
     const auto& off = t["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
@@ -137,19 +144,22 @@ std::vector<std::pair<Key, TensorRef>> parse_safetensors(const MappedFile& f, bo
                            std::to_string(elements * elem));
     if (e > data_bytes)
       throw InputError(path, name,
-                       "data_offsets end " + std::to_string(e) + " is past the data (" + std::to_string(data_bytes) +
-                           " bytes): truncated file");
+                       "data_offsets end " + std::to_string(e) + " is past the data (" +
+                           std::to_string(data_bytes) + " bytes): truncated file");
     ranges.emplace_back(b, e);
-    out.push_back({key, TensorRef{data_start + b, static_cast<uint32_t>(elements), static_cast<uint8_t>(elem)}});
+    out.push_back(
+        {key, TensorRef{data_start + b, static_cast<uint32_t>(elements), static_cast<uint8_t>(elem)}});
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   for (size_t i = 1; i < out.size(); ++i)
     if (out[i].first == out[i - 1].first)
-      throw InputError(path, "key", "'" + key_name(out[i].first) + "' names an (iteration, layer) already present");
+      throw InputError(path, "key",
+                       "'" + key_name(out[i].first) + "' names an (iteration, layer) already present");
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i)
     if (ranges[i].first < ranges[i - 1].second)
-      throw InputError(path, "data_offsets", "two tensors overlap at byte " + std::to_string(ranges[i].first));
+      throw InputError(path, "data_offsets",
+                       "two tensors overlap at byte " + std::to_string(ranges[i].first));
   return out;
 }
 
@@ -207,20 +217,24 @@ Placement read_placement(const std::string& path) {
           } catch (const std::exception&) {
             used = 0;
           }
-          if (t.empty() || used != t.size()) throw InputError(where, "initial_global_assignments", "'" + t + "' is not an expert id");
+          if (t.empty() || used != t.size())
+            throw InputError(where, "initial_global_assignments", "'" + t + "' is not an expert id");
           return v;
         };
         if (body[0] == '-') {
-          if (cur == nullptr) throw InputError(where, "initial_global_assignments", "a list item before a layer id");
+          if (cur == nullptr)
+            throw InputError(where, "initial_global_assignments", "a list item before a layer id");
           cur->push_back(parse_int(body));
         } else {
           const size_t colon = body.find(':');
-          if (colon == std::string::npos) throw InputError(where, "initial_global_assignments", "expected 'layer: [ids]'");
+          if (colon == std::string::npos)
+            throw InputError(where, "initial_global_assignments", "expected 'layer: [ids]'");
           cur = &p.assignments[parse_int(body.substr(0, colon))];
           const std::string rest = body.substr(colon + 1);
           const size_t lb = rest.find('['), rb = rest.find(']');
           if (lb != std::string::npos) {
-            if (rb == std::string::npos) throw InputError(where, "initial_global_assignments", "a flow list must end on its line");
+            if (rb == std::string::npos)
+              throw InputError(where, "initial_global_assignments", "a flow list must end on its line");
             std::stringstream items(rest.substr(lb + 1, rb - lb - 1));
             for (std::string item; std::getline(items, item, ',');)
               if (item.find_first_not_of(' ') != std::string::npos) cur->push_back(parse_int(item));
@@ -237,10 +251,12 @@ Placement read_placement(const std::string& path) {
     if (p.num_slots < 0) p.num_slots = static_cast<int64_t>(slots.size());
     if (static_cast<int64_t>(slots.size()) != p.num_slots)
       throw InputError(path, "initial_global_assignments",
-                       "layer " + std::to_string(layer) + " places " + std::to_string(slots.size()) + " slots, num_slots is " +
-                           std::to_string(p.num_slots));
+                       "layer " + std::to_string(layer) + " places " + std::to_string(slots.size()) +
+                           " slots, num_slots is " + std::to_string(p.num_slots));
     for (int e : slots)
-      if (e < 0) throw InputError(path, "initial_global_assignments", "layer " + std::to_string(layer) + " holds a negative expert id");
+      if (e < 0)
+        throw InputError(path, "initial_global_assignments",
+                         "layer " + std::to_string(layer) + " holds a negative expert id");
   }
   return p;
 }
@@ -252,8 +268,8 @@ class TrtllmStream final : public RecordStream {
   bool next(TraceRecord& record) override;
 
  private:
-  // Reads row `rank` of record `key` (logical experts, slots mapped) into `row`, checking every value; returns
-  // the row sum. `tokens` gets the raw file's token count (raw input only).
+  // Reads row `rank` of record `key` (logical experts, slots mapped) into `row`, checking every value;
+  // returns the row sum. `tokens` gets the raw file's token count (raw input only).
   int64_t read_row(size_t rank, const Key& key, int32_t* row, int64_t* tokens = nullptr) const;
   const TensorRef& ref(size_t rank, const Key& key) const;
 
@@ -273,10 +289,12 @@ class TrtllmStream final : public RecordStream {
 
 const TensorRef& TrtllmStream::ref(size_t rank, const Key& key) const {
   const auto& index = ranks_[rank].own.empty() ? shared_ : ranks_[rank].own;
-  const auto it = std::lower_bound(index.begin(), index.end(), key,
-                                   [](const std::pair<Key, TensorRef>& a, const Key& k) { return a.first < k; });
+  const auto it =
+      std::lower_bound(index.begin(), index.end(), key,
+                       [](const std::pair<Key, TensorRef>& a, const Key& k) { return a.first < k; });
   if (it == index.end() || it->first != key)
-    throw InputError(ranks_[rank].path, "key", "'" + key_name(key) + "' is missing here but present in " + ranks_[0].path);
+    throw InputError(ranks_[rank].path, "key",
+                     "'" + key_name(key) + "' is missing here but present in " + ranks_[0].path);
   return it->second;
 }
 
@@ -345,8 +363,9 @@ int64_t TrtllmStream::read_row(size_t rank, const Key& key, int32_t* row, int64_
   if (slots_) {
     const auto it = placement_.assignments.find(key.second);
     if (it == placement_.assignments.end())
-      throw InputError(rf.path, key_name(key),
-                       "layer " + std::to_string(key.second) + " has no initial_global_assignments in the placement");
+      throw InputError(
+          rf.path, key_name(key),
+          "layer " + std::to_string(key.second) + " has no initial_global_assignments in the placement");
     map = &it->second;
   }
   int64_t sum = 0;
@@ -371,7 +390,8 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
   if (!fs::exists(meta_path, ec))
     throw InputError(meta_path, "meta_info.json", "missing (rank 0 writes it next to rank{r}.safetensors)");
   const Json meta = Json::parse(read_file_text(meta_path), nullptr, false);
-  if (meta.is_discarded() || !meta.is_object()) throw InputError(meta_path, "meta_info.json", "not a JSON object");
+  if (meta.is_discarded() || !meta.is_object())
+    throw InputError(meta_path, "meta_info.json", "not a JSON object");
   auto positive = [&](const char* field) {
     if (!meta.contains(field) || !meta[field].is_number_integer() || meta[field].get<int64_t>() <= 0 ||
         meta[field].get<int64_t>() > 65536)
@@ -382,8 +402,9 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
   const int top_k = positive("num_experts_per_token");
   if (top_k > meta_experts) throw InputError(meta_path, "num_experts_per_token", "exceeds num_experts");
   if (o.top_k > 0 && o.top_k != top_k)
-    throw InputError("--top-k", "--top-k",
-                     "meta_info.json records top-" + std::to_string(top_k) + ", --top-k says " + std::to_string(o.top_k));
+    throw InputError(
+        "--top-k", "--top-k",
+        "meta_info.json records top-" + std::to_string(top_k) + ", --top-k says " + std::to_string(o.top_k));
 
   std::map<int, std::string> files, raw_files;
   for (const auto& entry : fs::directory_iterator(dir)) {
@@ -391,39 +412,45 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
     int r = -1;
     char tail[32] = {0};
     if (std::sscanf(name.c_str(), "rank%d%31s", &r, tail) != 2 || r < 0 || r > 999999) continue;
-    if (std::string(tail) == ".safetensors" && name == "rank" + std::to_string(r) + ".safetensors") files[r] = entry.path().string();
+    if (std::string(tail) == ".safetensors" && name == "rank" + std::to_string(r) + ".safetensors")
+      files[r] = entry.path().string();
     if (std::string(tail) == "_raw.safetensors" && name == "rank" + std::to_string(r) + "_raw.safetensors")
       raw_files[r] = entry.path().string();
   }
   raw_ = files.empty() && !raw_files.empty();
   if (raw_) files = raw_files;
-  if (files.empty()) throw InputError(dir, "rank files", "no rank{r}.safetensors (or rank{r}_raw.safetensors) in the directory");
+  if (files.empty())
+    throw InputError(dir, "rank files",
+                     "no rank{r}.safetensors (or rank{r}_raw.safetensors) in the directory");
   const int num_files = static_cast<int>(files.size());
   if (files.rbegin()->first != num_files - 1)
     throw InputError(dir, "rank files",
                      "rank ids must be 0.." + std::to_string(num_files - 1) + ", found rank" +
                          std::to_string(files.rbegin()->first));
   if (meta.contains("ep_size") && (!meta["ep_size"].is_number_integer() || meta["ep_size"] != num_files))
-    throw InputError(meta_path, "ep_size",
-                     meta["ep_size"].dump() + ", but the directory holds " + std::to_string(num_files) + " rank files");
+    throw InputError(
+        meta_path, "ep_size",
+        meta["ep_size"].dump() + ", but the directory holds " + std::to_string(num_files) + " rank files");
 
   // Slot ids under the EP load balancer: mapped through the placement, or refused.
   if (!o.placement.empty()) {
     placement_ = read_placement(o.placement);
     if (placement_.updates_per_iter > 0)
-      throw InputError(o.placement, "layer_updates_per_iter",
-                       std::to_string(placement_.updates_per_iter) +
-                           ": the balancer moved experts between slots during the run, so a slot id does not name one "
-                           "expert; record with layer_updates_per_iter: 0 (static placement) to import slot counts");
+      throw InputError(
+          o.placement, "layer_updates_per_iter",
+          std::to_string(placement_.updates_per_iter) +
+              ": the balancer moved experts between slots during the run, so a slot id does not name one "
+              "expert; record with layer_updates_per_iter: 0 (static placement) to import slot counts");
     slots_ = true;
     width_ = raw_ ? -1 : placement_.num_slots;
   } else {
     width_ = raw_ ? -1 : meta_experts;
     if (o.num_experts > 0 && o.num_experts < meta_experts)
-      throw InputError(meta_path, "num_experts",
-                       std::to_string(meta_experts) + " ids recorded but --experts says " + std::to_string(o.num_experts) +
-                           ": these are the EP load balancer's slots (num_slots > experts), which are not experts; give "
-                           "--placement moe_load_balancer.yaml to map slots to experts");
+      throw InputError(
+          meta_path, "num_experts",
+          std::to_string(meta_experts) + " ids recorded but --experts says " + std::to_string(o.num_experts) +
+              ": these are the EP load balancer's slots (num_slots > experts), which are not experts; give "
+              "--placement moe_load_balancer.yaml to map slots to experts");
   }
   int num_experts = meta_experts;
   if (slots_) {
@@ -435,9 +462,11 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
       for (int e : v)
         if (e >= num_experts)
           throw InputError(o.placement, "initial_global_assignments",
-                           "expert " + std::to_string(e) + " is outside [0, " + std::to_string(num_experts) + ") (--experts)");
+                           "expert " + std::to_string(e) + " is outside [0, " + std::to_string(num_experts) +
+                               ") (--experts)");
   }
-  if (top_k > num_experts) throw InputError(meta_path, "num_experts_per_token", "exceeds the logical experts");
+  if (top_k > num_experts)
+    throw InputError(meta_path, "num_experts_per_token", "exceeds the logical experts");
 
   size_t total_entries = 0;
   for (const auto& [r, path] : files) {
@@ -448,19 +477,25 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
       const MappedFile mapped(path);  // only the header is touched; unmapped at the end of the scope
       auto index = parse_safetensors(mapped, raw_, width);
       total_entries += index.size();
-      if (r == 0) shared_ = std::move(index);
-      else if (index != shared_) rf.own = std::move(index);
+      if (r == 0)
+        shared_ = std::move(index);
+      else if (index != shared_)
+        rf.own = std::move(index);
     }
     if (raw_ && width > 0) {
       if (width_ < 0) width_ = width;
-      if (width != width_) throw InputError(path, "key", "k " + std::to_string(width) + ", rank 0 has " + std::to_string(width_));
+      if (width != width_)
+        throw InputError(path, "key",
+                         "k " + std::to_string(width) + ", rank 0 has " + std::to_string(width_));
     }
     rf.fd = ::open(path.c_str(), O_RDONLY);
     if (rf.fd < 0) throw InputError(path, "file", "cannot open");
     ranks_.push_back(std::move(rf));
   }
   if (raw_ && width_ > 0 && width_ != top_k)
-    throw InputError(ranks_[0].path, "key", "rows of " + std::to_string(width_) + " ids, meta_info.json says top-" + std::to_string(top_k));
+    throw InputError(
+        ranks_[0].path, "key",
+        "rows of " + std::to_string(width_) + " ids, meta_info.json says top-" + std::to_string(top_k));
   (void)total_entries;
 
   // Iterations every rank holds; the ones some ranks miss must be the last (a recording stopped mid-flush).
@@ -481,13 +516,15 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
   for (int64_t it : partial)
     if (it < common.back())
       throw InputError(dir, "key",
-                       "iteration " + std::to_string(it) + " is missing from some rank files but later ones are present "
-                                                           "(damaged recording, not a stopped one)");
+                       "iteration " + std::to_string(it) +
+                           " is missing from some rank files but later ones are present "
+                           "(damaged recording, not a stopped one)");
 
   replication_ = std::max(1, o.replication);
   if (num_files % replication_ != 0)
-    throw InputError("--replication", "--replication",
-                     std::to_string(num_files) + " rank files are not a multiple of " + std::to_string(replication_));
+    throw InputError(
+        "--replication", "--replication",
+        std::to_string(num_files) + " rank files are not a multiple of " + std::to_string(replication_));
   manifest_.num_ranks = num_files / replication_;
   manifest_.num_experts = num_experts;
   manifest_.top_k = top_k;
@@ -509,7 +546,8 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
     nlohmann::json numtokens;
     if (!raw_ && fs::exists(nt_path, ec)) {
       numtokens = nlohmann::json::parse(read_file_text(nt_path), nullptr, false);  // std::map: O(n log n)
-      if (numtokens.is_discarded() || !numtokens.is_object()) throw InputError(nt_path, "numtokens", "not a JSON object");
+      if (numtokens.is_discarded() || !numtokens.is_object())
+        throw InputError(nt_path, "numtokens", "not a JSON object");
     } else {
       have_numtokens = false;
     }
@@ -535,7 +573,8 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
         const auto it = numtokens.find(key_name(key));
         if (it == numtokens.end()) throw InputError(nt_path, "key", "'" + key_name(key) + "' missing");
         if (!it->is_number_integer() || it->get<int64_t>() < 0)
-          throw InputError(nt_path, key_name(key), "token count " + it->dump() + " is not a non-negative integer");
+          throw InputError(nt_path, key_name(key),
+                           "token count " + it->dump() + " is not a non-negative integer");
         tokens = it->get<int64_t>();
         if (sum > tokens * top_k)
           throw InputError(ranks_[r].path, key_name(key),
@@ -544,7 +583,8 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
       }
       if (tokens >= 0 && r % replication_ == 0) {
         max_tokens = std::max(max_tokens, tokens);
-        if (key.first != last_iter) tokens_total += tokens;  // every layer of an iteration sees the same tokens
+        if (key.first != last_iter)
+          tokens_total += tokens;  // every layer of an iteration sees the same tokens
       }
       last_iter = key.first;
     }
@@ -559,7 +599,8 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
     if (std::find(layers.begin(), layers.end(), key.second) != layers.end()) keys_.push_back(key);
   std::stable_sort(keys_.begin(), keys_.end(), [&](const Key& a, const Key& b) {
     if (a.first != b.first) return a.first < b.first;
-    return std::find(layers.begin(), layers.end(), a.second) < std::find(layers.begin(), layers.end(), b.second);
+    return std::find(layers.begin(), layers.end(), a.second) <
+           std::find(layers.begin(), layers.end(), b.second);
   });
   manifest_.layers = layers;
   manifest_.num_records = static_cast<int64_t>(keys_.size());
@@ -570,49 +611,60 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
 
   const int64_t iters = static_cast<int64_t>(common.size());
   const std::string kind = raw_ ? "_raw.safetensors" : ".safetensors";
-  report.found.push_back(std::to_string(num_files) + " rank files (rank0..rank" + std::to_string(num_files - 1) + kind +
-                         "), " + std::to_string(meta_experts) + (slots_ ? " slots" : " experts") + ", top-" +
-                         std::to_string(top_k) + " (meta_info.json)");
+  report.found.push_back(std::to_string(num_files) + " rank files (rank0..rank" +
+                         std::to_string(num_files - 1) + kind + "), " + std::to_string(meta_experts) +
+                         (slots_ ? " slots" : " experts") + ", top-" + std::to_string(top_k) +
+                         " (meta_info.json)");
   report.found.push_back(std::to_string(iters) + " iterations (" + std::to_string(common.front()) + ".." +
-                         std::to_string(common.back()) + ") recorded by every rank, " + std::to_string(all.size()) +
-                         " (iteration, layer) keys per rank");
-  report.found.push_back("layers " + describe_ids(layers) + " (model layer ids), " + std::to_string(keys_.size()) +
-                         " records");
-  report.found.push_back(raw_ ? "token counts: the rows of rank{r}_raw.safetensors, " + std::to_string(tokens_total) +
-                                    " tokens in all (per iteration, over ranks)"
-                         : have_numtokens ? "token counts: rank{r}_numtokens.json, " + std::to_string(tokens_total) +
-                                                " tokens in all (per iteration, over ranks)"
-                                          : "token counts: not recorded (no rank{r}_numtokens.json)");
+                         std::to_string(common.back()) + ") recorded by every rank, " +
+                         std::to_string(all.size()) + " (iteration, layer) keys per rank");
+  report.found.push_back("layers " + describe_ids(layers) + " (model layer ids), " +
+                         std::to_string(keys_.size()) + " records");
+  report.found.push_back(
+      raw_ ? "token counts: the rows of rank{r}_raw.safetensors, " + std::to_string(tokens_total) +
+                 " tokens in all (per iteration, over ranks)"
+      : have_numtokens ? "token counts: rank{r}_numtokens.json, " + std::to_string(tokens_total) +
+                             " tokens in all (per iteration, over ranks)"
+                       : "token counts: not recorded (no rank{r}_numtokens.json)");
   if (!partial.empty())
-    report.assumed.push_back(std::to_string(partial.size()) + " final iteration(s) (" + describe_ids(std::vector<int>(partial.begin(), partial.end())) +
+    report.assumed.push_back(std::to_string(partial.size()) + " final iteration(s) (" +
+                             describe_ids(std::vector<int>(partial.begin(), partial.end())) +
                              ") are missing on some ranks (the recording stopped mid-flush): dropped");
   if (slots_)
     report.assumed.push_back("slot ids of the EP load balancer (" + std::to_string(placement_.num_slots) +
-                             " slots) mapped to " + std::to_string(num_experts) + " logical experts through " +
-                             o.placement + " (static placement, layer_updates_per_iter 0)");
+                             " slots) mapped to " + std::to_string(num_experts) +
+                             " logical experts through " + o.placement +
+                             " (static placement, layer_updates_per_iter 0)");
   else if (meta_experts > 0 && o.num_experts <= 0)
-    report.assumed.push_back("ids are logical experts (no --placement: a run with the EP load balancer records slot "
-                             "ids; give --placement then)");
+    report.assumed.push_back(
+        "ids are logical experts (no --placement: a run with the EP load balancer records slot "
+        "ids; give --placement then)");
   filter.describe(report);
   if (keys_.size() != static_cast<size_t>(iters) * layers.size())
-    report.assumed.push_back(std::to_string(static_cast<int64_t>(iters) * static_cast<int64_t>(layers.size()) -
-                                            static_cast<int64_t>(keys_.size())) +
-                             " (iteration, layer) pairs are not recorded and are left out");
-  report.assumed.push_back("microbatch id = TensorRT-LLM iteration; row r = the tokens on attention-DP rank r");
+    report.assumed.push_back(
+        std::to_string(static_cast<int64_t>(iters) * static_cast<int64_t>(layers.size()) -
+                       static_cast<int64_t>(keys_.size())) +
+        " (iteration, layer) pairs are not recorded and are left out");
+  report.assumed.push_back(
+      "microbatch id = TensorRT-LLM iteration; row r = the tokens on attention-DP rank r");
   report.assumed.push_back("T = " + std::to_string(manifest_.tokens_per_rank) +
                            (o.tokens_per_rank > 0 ? " (given by --tokens-per-rank)"
-                            : have_numtokens      ? " (the largest per-rank token count recorded)"
-                                                  : " (not recorded: the smallest T whose T x top-k holds the largest row)"));
+                            : have_numtokens
+                                ? " (the largest per-rank token count recorded)"
+                                : " (not recorded: the smallest T whose T x top-k holds the largest row)"));
   if (replication_ > 1)
     report.assumed.push_back("--replication " + std::to_string(replication_) + ": ranks in groups of " +
                              std::to_string(replication_) + " hold the same tokens; one row kept per group");
   else if (all_rows_equal)
-    report.assumed.push_back("every rank file holds identical counts: probably TP attention (replicated tokens); "
-                             "consider --replication " + std::to_string(num_files));
+    report.assumed.push_back(
+        "every rank file holds identical counts: probably TP attention (replicated tokens); "
+        "consider --replication " +
+        std::to_string(num_files));
   report.assumed.push_back("shared experts are not logged by TensorRT-LLM");
 
   Json p;
-  p["recorded_by"] = "TensorRT-LLM expert statistics (EXPERT_STATISTIC_ITER_RANGE, tensorrt_llm/_torch/expert_statistic.py)";
+  p["recorded_by"] =
+      "TensorRT-LLM expert statistics (EXPERT_STATISTIC_ITER_RANGE, tensorrt_llm/_torch/expert_statistic.py)";
   p["importer"] = "rackep trace import --from trtllm";
   p["source"] = dir;
   p["meta_info"] = meta;
@@ -622,9 +674,10 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
   p["iterations_dropped"] = partial.size();
   p["placement"] = slots_ ? o.placement : "";
   p["replication"] = replication_;
-  p["tokens_per_rank"] = raw_ ? "rows of rank{r}_raw.safetensors"
-                         : have_numtokens ? "rank{r}_numtokens.json"
-                         : o.tokens_per_rank > 0 ? "--tokens-per-rank" : "derived from the largest row";
+  p["tokens_per_rank"] = raw_                    ? "rows of rank{r}_raw.safetensors"
+                         : have_numtokens        ? "rank{r}_numtokens.json"
+                         : o.tokens_per_rank > 0 ? "--tokens-per-rank"
+                                                 : "derived from the largest row";
   p["dense_layers_dropped"] = filter.dropped_empty();
   p["shared_experts"] = "not logged";
   manifest_.provenance_json = p.dump();

@@ -256,11 +256,10 @@ UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, I
   manifest_.layers = layers;
   manifest_.tokens_per_rank = o.tokens_per_rank > 0 ? o.tokens_per_rank : tokens_for_row(max_row, o.top_k);
   manifest_.model = o.model.empty() ? "UltraEP load profile " + trace_id : o.model;
-  // Order by (microbatch, layer position): interleaved pipeline schedules and device copies that complete late
-  // (across a flush) put records out of order; the order in the files carries no meaning.
+  // Order by (microbatch, layer position): interleaved pipeline schedules and device copies that complete
+  // late (across a flush) put records out of order; the order in the files carries no meaning.
   int64_t out_of_order = 0;
-  for (size_t i = 1; i < index_.size(); ++i)
-    out_of_order += index_[i].microbatch < index_[i - 1].microbatch;
+  for (size_t i = 1; i < index_.size(); ++i) out_of_order += index_[i].microbatch < index_[i - 1].microbatch;
   std::stable_sort(index_.begin(), index_.end(), [](const Entry& a, const Entry& b) {
     return a.microbatch != b.microbatch ? a.microbatch < b.microbatch : a.position < b.position;
   });
@@ -314,9 +313,10 @@ UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, I
       "microbatch id = the profiler's per-layer microbatch counter; post_physical_loads kept "
       "only as the imbalance summary");
   if (out_of_order > 0)
-    report.assumed.push_back(std::to_string(out_of_order) +
-                             " records follow a later microbatch in the files (interleaved schedules, late device "
-                             "copies): ordered by (microbatch, layer)");
+    report.assumed.push_back(
+        std::to_string(out_of_order) +
+        " records follow a later microbatch in the files (interleaved schedules, late device "
+        "copies): ordered by (microbatch, layer)");
   if (declared >= 0 && declared != static_cast<int64_t>(chunk_paths_.size()))
     report.assumed.push_back("the manifest says " + std::to_string(declared) + " chunks but " +
                              std::to_string(chunk_paths_.size()) + " were found (recording not closed?)");
@@ -338,7 +338,8 @@ UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, I
 bool UltraepStream::next(TraceRecord& record) {
   if (next_ >= index_.size()) return false;
   const Entry& entry = index_[next_++];
-  auto hit = std::find_if(cache_.begin(), cache_.end(), [&](const auto& c) { return c.first == entry.chunk; });
+  auto hit =
+      std::find_if(cache_.begin(), cache_.end(), [&](const auto& c) { return c.first == entry.chunk; });
   if (hit == cache_.end()) {
     Chunk reuse;  // the least recently used chunk's buffers, when the cache is full
     if (cache_.size() == kCachedChunks) {

@@ -60,12 +60,13 @@ Rows from_lists(const Json& a, const std::string& where, const std::string& fiel
     if (t == 0) r.layers = static_cast<int>(tok.size());
     if (static_cast<int>(tok.size()) != r.layers)
       throw InputError(where, field,
-                       "token " + std::to_string(t) + " has " + std::to_string(tok.size()) + " layers, expected " +
-                           std::to_string(r.layers));
+                       "token " + std::to_string(t) + " has " + std::to_string(tok.size()) +
+                           " layers, expected " + std::to_string(r.layers));
     for (size_t l = 0; l < tok.size(); ++l) {
       const Json& ks = tok[l];
       if (!ks.is_array() || ks.empty())
-        throw InputError(where, field, "token " + std::to_string(t) + ", layer " + std::to_string(l) + " has no ids");
+        throw InputError(where, field,
+                         "token " + std::to_string(t) + ", layer " + std::to_string(l) + " has no ids");
       if (r.k == 0) r.k = static_cast<int>(ks.size());
       if (static_cast<int>(ks.size()) != r.k)
         throw InputError(where, field,
@@ -105,7 +106,8 @@ Rows from_envelope(const Json& obj, const std::string& where, const std::string&
     throw InputError(where, field + ".encoding", obj["encoding"].dump() + ", expected \"base64\"");
   if (!obj.contains("data") || !obj["data"].is_string())
     throw InputError(where, field + ".data", "missing or not a base64 string");
-  const std::string dtype = obj.contains("dtype") && obj["dtype"].is_string() ? obj["dtype"].get<std::string>() : "";
+  const std::string dtype =
+      obj.contains("dtype") && obj["dtype"].is_string() ? obj["dtype"].get<std::string>() : "";
   int width = 0;
   bool is_unsigned = false;
   if (dtype == "int8" || dtype == "uint8") width = 1;
@@ -114,7 +116,8 @@ Rows from_envelope(const Json& obj, const std::string& where, const std::string&
   if (dtype == "int64") width = 8;
   is_unsigned = dtype.rfind("uint", 0) == 0;
   if (width == 0)
-    throw InputError(where, field + ".dtype", "'" + dtype + "', expected an integer dtype (int16, int32, int64, ...)");
+    throw InputError(where, field + ".dtype",
+                     "'" + dtype + "', expected an integer dtype (int16, int32, int64, ...)");
   std::vector<int64_t> shape;
   if (obj.contains("shape") && obj["shape"].is_array())
     for (const Json& d : obj["shape"]) shape.push_back(d.is_number_integer() ? d.get<int64_t>() : -1);
@@ -166,8 +169,8 @@ TokenRouting read_vllm_routed_experts(const std::vector<std::string>& files, con
                        std::to_string(skip) + " prompt tokens, but " + field + " holds only " +
                            std::to_string(rows.tokens) + " rows");
     (rows.capture_buffer ? binary : lists) = true;
-    builder.add(rows.ids.data() + skip * rows.layers * rows.k, rows.tokens - skip, iota_layers(rows.layers), rows.k,
-                where, field);
+    builder.add(rows.ids.data() + skip * rows.layers * rows.k, rows.tokens - skip, iota_layers(rows.layers),
+                rows.k, where, field);
   };
   for (const std::string& path : files) {
     std::vector<std::pair<Json, std::string>> objects;  // (response, where)
@@ -182,7 +185,8 @@ TokenRouting read_vllm_routed_experts(const std::vector<std::string>& files, con
     } else {
       const Json j = Json::parse(in, nullptr, false);
       if (j.is_array()) {
-        for (size_t i = 0; i < j.size(); ++i) objects.emplace_back(j[i], path + "[" + std::to_string(i) + "]");
+        for (size_t i = 0; i < j.size(); ++i)
+          objects.emplace_back(j[i], path + "[" + std::to_string(i) + "]");
       } else {
         objects.emplace_back(j, path);
       }
@@ -196,7 +200,8 @@ TokenRouting read_vllm_routed_experts(const std::vector<std::string>& files, con
       if (obj.is_discarded() || !obj.is_object()) throw InputError(where, "json", "not a JSON object");
       ++responses;
       // SGLang /generate with return_routed_experts: raw int32 rows in meta_info.
-      if (obj.contains("meta_info") && obj["meta_info"].is_object() && obj["meta_info"].contains("routed_experts")) {
+      if (obj.contains("meta_info") && obj["meta_info"].is_object() &&
+          obj["meta_info"].contains("routed_experts")) {
         const Json& mi = obj["meta_info"];
         const std::string field = "meta_info.routed_experts";
         if (!mi["routed_experts"].is_string()) throw InputError(where, field, "not a base64 string");
@@ -206,15 +211,19 @@ TokenRouting read_vllm_routed_experts(const std::vector<std::string>& files, con
         const std::string bytes = decode_base64(mi["routed_experts"].get<std::string>(), where, field);
         if (bytes.size() % 4 != 0) throw InputError(where, field, "not a whole number of int32 values");
         const int64_t n = static_cast<int64_t>(bytes.size() / 4);
-        const int64_t p = mi.value("prompt_tokens", int64_t{-1}), c = mi.value("completion_tokens", int64_t{-1});
+        const int64_t p = mi.value("prompt_tokens", int64_t{-1}),
+                      c = mi.value("completion_tokens", int64_t{-1});
         if (p < 0 || c < 0)
-          throw InputError(where, "meta_info.prompt_tokens", "needed (with completion_tokens) to shape routed_experts");
+          throw InputError(where, "meta_info.prompt_tokens",
+                           "needed (with completion_tokens) to shape routed_experts");
         int64_t tokens = 0;
-        for (int64_t cand : {p + c - 1, p + c})  // SGLang captures seqlen - 1 rows (the last token is not forwarded)
+        for (int64_t cand :
+             {p + c - 1, p + c})  // SGLang captures seqlen - 1 rows (the last token is not forwarded)
           if (tokens == 0 && cand > 0 && n % (cand * o.top_k) == 0) tokens = cand;
         if (tokens == 0)
           throw InputError(where, field,
-                           std::to_string(n) + " ids are not (prompt_tokens + completion_tokens - 1) x layers x top-" +
+                           std::to_string(n) +
+                               " ids are not (prompt_tokens + completion_tokens - 1) x layers x top-" +
                                std::to_string(o.top_k));
         Rows rows;
         rows.tokens = tokens;
@@ -239,7 +248,8 @@ TokenRouting read_vllm_routed_experts(const std::vector<std::string>& files, con
           if (ch.is_object() && ch.contains("routed_experts") && !ch["routed_experts"].is_null())
             gens.emplace_back(&ch["routed_experts"], "choices[" + std::to_string(i) + "].routed_experts");
         }
-      const bool has_prompt = obj.contains("prompt_routed_experts") && !obj["prompt_routed_experts"].is_null();
+      const bool has_prompt =
+          obj.contains("prompt_routed_experts") && !obj["prompt_routed_experts"].is_null();
       if (gens.empty() && !has_prompt)
         throw InputError(where, "routed_experts",
                          "the response has neither prompt_routed_experts nor routed_experts (was the server "
@@ -284,12 +294,14 @@ TokenRouting read_vllm_routed_experts(const std::vector<std::string>& files, con
   r = builder.finish(o.layers, files.front(), report);
   r.sources = sources;
   if (o.top_k > 0 && o.top_k != r.top_k)
-    throw InputError("--top-k", "--top-k",
-                     "the responses record top-" + std::to_string(r.top_k) + ", --top-k says " + std::to_string(o.top_k));
+    throw InputError(
+        "--top-k", "--top-k",
+        "the responses record top-" + std::to_string(r.top_k) + ", --top-k says " + std::to_string(o.top_k));
   r.model = o.model.empty() ? "vLLM routed experts (" + files.front() + ")" : o.model;
   nlohmann::ordered_json p;
-  p["recorded_by"] = sglang > 0 ? "SGLang --enable-return-routed-experts (meta_info.routed_experts)"
-                                : "vLLM --enable-return-routed-experts (prompt_routed_experts, choices[].routed_experts)";
+  p["recorded_by"] =
+      sglang > 0 ? "SGLang --enable-return-routed-experts (meta_info.routed_experts)"
+                 : "vLLM --enable-return-routed-experts (prompt_routed_experts, choices[].routed_experts)";
   p["importer"] = "rackep trace import --from vllm";
   p["files"] = files;
   p["responses"] = responses;
@@ -300,12 +312,14 @@ TokenRouting read_vllm_routed_experts(const std::vector<std::string>& files, con
   r.provenance_json = p.dump();
 
   report.found.push_back(std::to_string(responses) + " responses: " + std::to_string(r.num_sequences()) +
-                         " sequences, " + std::to_string(prompt_tokens) + " prompt + " + std::to_string(gen_tokens) +
-                         " generated tokens");
-  report.found.push_back(std::string(binary ? "capture-buffer rows (base64)" : "nested lists") + (binary && lists ? " and nested lists" : "") +
-                         "; layers " + describe_ids(r.layers) + " kept, top-" + std::to_string(r.top_k));
-  report.assumed.push_back(binary ? "layer ids are the model's (the capture buffer has a row per hidden layer)"
-                                  : "layer ids are vLLM's MoE-local 0..L-1 (nested lists record MoE layers only)");
+                         " sequences, " + std::to_string(prompt_tokens) + " prompt + " +
+                         std::to_string(gen_tokens) + " generated tokens");
+  report.found.push_back(std::string(binary ? "capture-buffer rows (base64)" : "nested lists") +
+                         (binary && lists ? " and nested lists" : "") + "; layers " + describe_ids(r.layers) +
+                         " kept, top-" + std::to_string(r.top_k));
+  report.assumed.push_back(
+      binary ? "layer ids are the model's (the capture buffer has a row per hidden layer)"
+             : "layer ids are vLLM's MoE-local 0..L-1 (nested lists record MoE layers only)");
   report.assumed.push_back(o.num_experts > 0 ? "E = " + std::to_string(r.num_experts) + " (--experts)"
                                              : "E = largest id + 1 = " + std::to_string(r.num_experts) +
                                                    " (not recorded; give --experts)");

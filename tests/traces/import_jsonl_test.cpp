@@ -95,7 +95,8 @@ TEST(ImportJsonl, LayersPickAndTokensCountedOnce) {
   EXPECT_EQ(s->manifest().layers, (std::vector<int>{3, 1}));
   EXPECT_EQ(drain(*s).size(), 6u);
   bool left_out = false, tokens = false;
-  for (const auto& l : report.assumed) left_out |= l.find("layers 2 route tokens but are not in --layers") == 0;
+  for (const auto& l : report.assumed)
+    left_out |= l.find("layers 2 route tokens but are not in --layers") == 0;
   // Batches of 24, 28 and 32 tokens: 84 tokens, not 84 x 4 layers.
   for (const auto& l : report.found) tokens |= l.find(", 84 tokens, 3 batches") != std::string::npos;
   EXPECT_TRUE(left_out);

@@ -41,7 +41,7 @@ TEST(ImportLoads, EplbWeightNpy) {
 TEST(ImportLoads, ExpertLoadViewPt) {
   ImportReport report;
   auto s = open_global_loads({kDir + "/expert_load_view.pt"}, spread(2), report);
-  EXPECT_EQ(s->manifest().layers, (std::vector<int>{0, 1, 2}));  // MoE-local rows
+  EXPECT_EQ(s->manifest().layers, (std::vector<int>{0, 1, 2}));                 // MoE-local rows
   for (const TraceRecord& r : test::drain(*s)) EXPECT_EQ(r.loads.total(), 60);  // 30 tokens x top-2
   test::expect_input_error([&] { open_global_loads({kDir + "/expert_load_view.pt"}, {}, report); }, "--ranks",
                            "--ranks");
@@ -51,9 +51,11 @@ TEST(ImportLoads, ExpertLoadViewPt) {
                            "expert_load_view.pt", "tensor");
   test::TempDir tmp;
   test::write_bytes(tmp.path("w.json"), R"({"weight": [[1, 2], [3]]})");
-  test::expect_input_error([&] { open_global_loads({tmp.path("w.json")}, spread(2), report); }, "w.json", "weight");
+  test::expect_input_error([&] { open_global_loads({tmp.path("w.json")}, spread(2), report); }, "w.json",
+                           "weight");
   test::write_bytes(tmp.path("f.json"), R"({"weight": [[1.5, 2], [3, 4]]})");
-  test::expect_input_error([&] { open_global_loads({tmp.path("f.json")}, spread(2), report); }, "f.json", "weight");
+  test::expect_input_error([&] { open_global_loads({tmp.path("f.json")}, spread(2), report); }, "f.json",
+                           "weight");
 }
 
 }  // namespace

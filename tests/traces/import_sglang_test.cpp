@@ -85,8 +85,8 @@ TEST(ImportSglang, PerTokenWithoutGlobalPhysicalCount) {
 
 TEST(ImportSglang, SeveralDumps) {
   ImportReport report;
-  test::expect_input_error([&] { open_sglang_recording({kDir + "/two_dumps"}, top2(), report); },
-                           "two_dumps", "dump");
+  test::expect_input_error([&] { open_sglang_recording({kDir + "/two_dumps"}, top2(), report); }, "two_dumps",
+                           "dump");
   ImportOptions one = top2();
   one.dump = "1700000500";
   auto s = open_sglang_recording({kDir + "/two_dumps"}, one, report);
@@ -99,7 +99,8 @@ TEST(ImportSglang, SeveralDumps) {
   ASSERT_EQ(recs.size(), 12u);  // passes 0..3 x 3 MoE layers
   for (const TraceRecord& r : recs) EXPECT_EQ(r.loads.source_totals(), (std::vector<int64_t>{24, 24}));
   one.dump = "42";
-  test::expect_input_error([&] { open_sglang_recording({kDir + "/two_dumps"}, one, report); }, "--dump", "--dump");
+  test::expect_input_error([&] { open_sglang_recording({kDir + "/two_dumps"}, one, report); }, "--dump",
+                           "--dump");
 }
 
 TEST(ImportSglang, LegacyTorchSaveIsNamed) {
@@ -136,8 +137,8 @@ TEST(ImportSglang, ReturnedRoutedExpertsAndInitLocation) {
   EXPECT_EQ(tokens, want / 5 * 5);
   ImportOptions no_k = o;
   no_k.top_k = 0;
-  test::expect_input_error([&] { open_sglang_recording({kDir + "/responses.jsonl"}, no_k, report); }, "--top-k",
-                           "--top-k");
+  test::expect_input_error([&] { open_sglang_recording({kDir + "/responses.jsonl"}, no_k, report); },
+                           "--top-k", "--top-k");
   // --init-expert-location JSON: {"logical_count": [4][16]}, global, spread over --ranks.
   ImportOptions g = top2(4);
   auto loc = open_sglang_recording({kDir + "/init_location.json"}, g, report);

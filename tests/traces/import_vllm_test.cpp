@@ -77,7 +77,8 @@ TEST(ImportVllm, CaptureBufferRows) {
     for (size_t i = 1; i < n; ++i) lengths.push_back(c / static_cast<int64_t>(n));  // the prompt counted once
   }
   ASSERT_EQ(r.num_sequences(), static_cast<int64_t>(lengths.size()));
-  for (size_t i = 0; i < lengths.size(); ++i) EXPECT_EQ(r.sequence_length(static_cast<int64_t>(i)), lengths[i]);
+  for (size_t i = 0; i < lengths.size(); ++i)
+    EXPECT_EQ(r.sequence_length(static_cast<int64_t>(i)), lengths[i]);
   for (const auto& ids : r.expert_ids)
     for (uint16_t e : ids) EXPECT_LT(e, 16);  // no dense row kept, no padding
   bool dense = false;
@@ -108,7 +109,7 @@ TEST(ImportVllm, BadInput) {
   expect(R"({"prompt_routed_experts":[[[0,1]]]})", "prompt_routed_experts");            // one layer, not two
   expect(R"({"prompt_routed_experts":[[[0,1,2],[2,3,4]]]})", "prompt_routed_experts");  // top-3, not 2
   expect(R"({"prompt_routed_experts":[[[1,1],[2,3]]]})", "prompt_routed_experts");      // repeated id
-  expect(R"({"choices":[{"routed_experts":[[[0,-1],[2,3]]]}]})", "routed_experts");
+  expect(R"({"choices":[{"routed_experts":[[[0,-2],[2,3]]]}]})", "routed_experts");
   expect(R"({"choices":[{"text":"no routing"}]})", "routed_experts");
   expect("[1,2", "json");
 }
