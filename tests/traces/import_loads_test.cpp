@@ -2,6 +2,8 @@
 // vllm-ascend's torch.save'd tensor; each row becomes a record whose column sums equal the file exactly.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "test_util.hpp"
 #include "traces/import_loads.hpp"
 #include "traces/npy.hpp"

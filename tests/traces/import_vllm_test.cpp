@@ -109,7 +109,7 @@ TEST(ImportVllm, BadInput) {
   expect(R"({"prompt_routed_experts":[[[0,1]]]})", "prompt_routed_experts");            // one layer, not two
   expect(R"({"prompt_routed_experts":[[[0,1,2],[2,3,4]]]})", "prompt_routed_experts");  // top-3, not 2
   expect(R"({"prompt_routed_experts":[[[1,1],[2,3]]]})", "prompt_routed_experts");      // repeated id
-  expect(R"({"choices":[{"routed_experts":[[[0,-2],[2,3]]]}]})", "routed_experts");
+  expect(R"({"choices":[{"routed_experts":[[[0,-2],[2,3]]]}]})", "choices[0].routed_experts");
   expect(R"({"choices":[{"text":"no routing"}]})", "routed_experts");
   expect("[1,2", "json");
 }
