@@ -42,6 +42,13 @@ ids so that imbalance is visible. How each file mirrors its recorder:
             --enable-return-routed-experts, one response per line (responses.jsonl): prompt_routed_experts
             [prompt_len][3 MoE layers][2] and choices[].routed_experts [gen_len][3][2]; MoE-local layer ids
             (the model's layers 1..3); the last request asked for n=2 choices.
+Newer and older files users have (each function's docstring says how the engine writes them):
+  trtllm_partial/, trtllm_eplb/ (+ moe_load_balancer.yaml), trtllm_raw/   write_trtllm_variants
+  jsonl/no_origin.jsonl                                                     write_jsonl_no_origin
+  vllm/capture.jsonl, sglang/responses.jsonl                                write_vllm_capture
+  ultraep_ooo/                                                              write_ultraep_out_of_order
+  sglang/per_token_old/, two_dumps/, legacy/, init_location.json            write_sglang_variants
+  loads/eplb_weight.npy, loads/expert_load_view.pt                          write_loads
 """
 import argparse
 import json
