@@ -3,6 +3,7 @@
 // shapes, missing keys, layers outside the model), each with the file and field named and nothing written.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -97,6 +98,31 @@ TEST(ImportTrtllm, RoundTripIsIdentity) {
 
 const std::string kFix = std::string(RACKEP_SOURCE_DIR) + "/tests/fixtures/import";
 
+// The values of tensor `key` of a safetensors file, read straight from its header (test oracle).
+std::vector<int64_t> tensor_of(const std::string& path, const std::string& key) {
+  const std::string bytes = test::read_bytes(path);
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  const nlohmann::json h = nlohmann::json::parse(bytes.substr(8, n));
+  const auto& t = h.at(key);
+  const size_t begin = 8 + n + t["data_offsets"][0].get<size_t>(),
+               end = 8 + n + t["data_offsets"][1].get<size_t>();
+  const size_t width = t["dtype"] == "I64" ? 8 : 4;
+  std::vector<int64_t> out;
+  for (size_t at = begin; at < end; at += width) {
+    int64_t v = 0;
+    if (width == 8)
+      std::memcpy(&v, bytes.data() + at, 8);
+    else {
+      int32_t w = 0;
+      std::memcpy(&w, bytes.data() + at, 4);
+      v = w;
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
 TEST(ImportTrtllm, FinalIterationMissingOnSomeRanks) {
   // Ranks 2 and 3 stopped before iteration 12: iterations 10 and 11 are kept, 12 dropped and said so.
   ImportReport report;
@@ -107,9 +133,13 @@ TEST(ImportTrtllm, FinalIterationMissingOnSomeRanks) {
   bool said = false;
   for (const auto& l : report.assumed) said |= l.find("1 final iteration(s) (12)") == 0;
   EXPECT_TRUE(said);
-  // Every row equals its rank's file: the bincount of its tokens' top-2 (rows sum to tokens x 2).
+  // Every row equals its rank's file.
   for (const TraceRecord& r : recs)
-    for (int64_t t : r.loads.source_totals()) EXPECT_EQ(t % 2, 0);
+    for (int rank = 0; rank < 4; ++rank) {
+      const auto want = tensor_of(kFix + "/trtllm_partial/rank" + std::to_string(rank) + ".safetensors",
+                                  std::to_string(r.microbatch) + "_" + std::to_string(r.layer));
+      for (int e = 0; e < 16; ++e) EXPECT_EQ(r.loads.at(rank, e), want[static_cast<size_t>(e)]);
+    }
 }
 
 TEST(ImportTrtllm, LoadBalancerSlotsMapToExperts) {
@@ -121,8 +151,16 @@ TEST(ImportTrtllm, LoadBalancerSlotsMapToExperts) {
   EXPECT_EQ(s->manifest().num_experts, 16);  // 20 slots, experts 0..3 twice
   const auto recs = drain(*s);
   ASSERT_EQ(recs.size(), 9u);
-  for (const TraceRecord& r : recs) EXPECT_EQ(r.loads.source_totals(), (std::vector<int64_t>{48, 48}));
-  // Slot s of the file counts toward expert s (s < 16) or s - 16: the mapped rows are the slot rows folded.
+  for (const TraceRecord& r : recs) {
+    EXPECT_EQ(r.loads.source_totals(), (std::vector<int64_t>{48, 48}));
+    for (int rank = 0; rank < 2; ++rank) {  // slot s holds expert s (s < 16) or s - 16 (the placement)
+      const auto slots = tensor_of(dir + "/rank" + std::to_string(rank) + ".safetensors",
+                                   std::to_string(r.microbatch) + "_" + std::to_string(r.layer));
+      ASSERT_EQ(slots.size(), 20u);
+      for (int e = 0; e < 16; ++e)
+        EXPECT_EQ(r.loads.at(rank, e), slots[e] + (e < 4 ? slots[16 + e] : 0)) << e;
+    }
+  }
   // Without the placement, --experts 16 < 20 recorded ids is refused with the reason.
   ImportOptions no_map;
   no_map.num_experts = 16;
@@ -130,7 +168,6 @@ TEST(ImportTrtllm, LoadBalancerSlotsMapToExperts) {
   // A placement that moves experts during the run cannot map slots.
   test::TempDir tmp;
   const std::string moving = tmp.path("lb.yaml");
-  test::write_bytes(moving, test::read_bytes(o.placement) + "");
   std::string text = test::read_bytes(o.placement);
   text.replace(text.find("layer_updates_per_iter: 0"), 25, "layer_updates_per_iter: 2");
   test::write_bytes(moving, text);
@@ -146,13 +183,21 @@ TEST(ImportTrtllm, RawTokenSelectedExperts) {
   const auto recs = drain(*s);
   ASSERT_EQ(recs.size(), 9u);
   int64_t max_tokens = 0;
-  for (const TraceRecord& r : recs)
+  for (const TraceRecord& r : recs) {
+    for (int rank = 0; rank < 2; ++rank) {  // row = bincount of the raw ids
+      const auto ids = tensor_of(kFix + "/trtllm_raw/rank" + std::to_string(rank) + "_raw.safetensors",
+                                 std::to_string(r.microbatch) + "_" + std::to_string(r.layer));
+      std::vector<int32_t> want(16, 0);
+      for (int64_t e : ids) ++want[static_cast<size_t>(e)];
+      for (int e = 0; e < 16; ++e) EXPECT_EQ(r.loads.at(rank, e), want[e]);
+    }
     for (int64_t t : r.loads.source_totals()) {
       EXPECT_EQ(t % 2, 0);
       EXPECT_GE(t, 20);  // 10..20 tokens x top-2
       EXPECT_LE(t, 40);
       max_tokens = std::max(max_tokens, t / 2);
     }
+  }
   EXPECT_EQ(s->manifest().tokens_per_rank, max_tokens);
 }
 
