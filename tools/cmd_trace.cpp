@@ -119,6 +119,9 @@ struct ImportArgs {
   int num_experts = 0;
   int replication = 1;
   std::string model;
+  std::string dump;
+  bool merge_dumps = false;
+  std::string placement;
 };
 
 // Passes records through and counts them on a progress line (stderr, terminals only).
@@ -154,6 +157,9 @@ void run_import_recorded(const ImportArgs& a) {
   o.seed = a.seed;
   o.policy = a.policy;
   o.model = a.model;
+  o.dump = a.dump;
+  o.merge_dumps = a.merge_dumps;
+  o.placement = a.placement;
   const auto t0 = Clock::now();
   ImportReport report;
   std::unique_ptr<RecordStream> stream = open_import(a.from, a.inputs, o, report);
@@ -175,8 +181,14 @@ void run_import(const ImportArgs& a) {
   const ComposePolicy policy = parse_compose_policy(a.policy, "--policy");
   EsftOptions options;
   if (!a.layers.empty()) options.layers = parse_layer_list(a.layers);
+  if (a.num_experts > 0) options.num_experts = a.num_experts;  // ids are checked against it
+  if (a.top_k > 0) options.top_k = a.top_k;                    // ids per token on each line
+  if (a.replication != 1)
+    throw InputError("--from esft", "--replication", "ESFT sequences have no ranks to replicate");
   const auto t0 = Clock::now();
-  auto routing = std::make_shared<const TokenRouting>(read_esft(a.inputs, options));
+  TokenRouting read = read_esft(a.inputs, options);
+  if (!a.model.empty()) read.model = a.model;
+  auto routing = std::make_shared<const TokenRouting>(std::move(read));
   const double read_s = seconds_since(t0);
   TokenComposer composer(routing, {a.num_ranks, a.tokens_per_rank, policy, a.seed});
 
@@ -340,9 +352,13 @@ void add_trace_command(CLI::App& app) {
       trace->add_subcommand("import", "compose recorded per-token routing into a canonical trace");
   imp->add_option("--from", import_args->from, std::string("input format: esft, ") + import_format_names())
       ->required();
-  imp->add_option("inputs", import_args->inputs,
-                  "ESFT task directories, or the recording's directory / files (README, Importing "
-                  "production traces)")
+  imp->add_option(
+         "inputs", import_args->inputs,
+         "esft: task directories; trtllm: the EXPERT_STATISTIC_PATH directory; sglang: the recorder's "
+         ".pt/.csv files or directory, saved /generate responses (.jsonl) or {\"logical_count\"} JSON; "
+         "vllm: saved responses (.jsonl/.json) or expert_load_view.pt; ultraep: {id}.manifest.json or its "
+         "directory; jsonl: .jsonl files; loads: one [layers, experts] matrix (.npy, .json, .pt) "
+         "(README, Importing production traces)")
       ->required();
   imp->add_option("--ranks", import_args->num_ranks, "N source ranks (EP size; ESFT: required)");
   imp->add_option("--tokens-per-rank", import_args->tokens_per_rank,
@@ -362,6 +378,12 @@ void add_trace_command(CLI::App& app) {
                   "R-fold replication under TP attention: groups of R ranks hold the same tokens")
       ->capture_default_str();
   imp->add_option("--model", import_args->model, "model name for the manifest");
+  imp->add_option("--dump", import_args->dump, "sglang: the dump id ({time} of the file names) to import");
+  imp->add_flag("--merge-dumps", import_args->merge_dumps,
+                "sglang: merge every dump by (forward pass, rank), as SGLang's reader does");
+  imp->add_option(
+      "--placement", import_args->placement,
+      "trtllm: the EP load balancer's placement (moe_load_balancer.yaml) mapping slot ids to experts");
   imp->callback([import_args] { run_import(*import_args); });
 
   auto export_args = std::make_shared<std::vector<std::string>>(3);  // format, trace, out
