@@ -67,7 +67,17 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   spec.imbalance = c.imbalance;
   spec.seed = c.seed;
   spec.seq_len = c.seq_len;
-  TraceSource source(spec);
+  // The ESFT composer's pass count follows from these three options: name them, not the derived count.
+  std::unique_ptr<TraceSource> source_ptr;
+  try {
+    source_ptr = std::make_unique<TraceSource>(spec);
+  } catch (const InputError& e) {
+    if (e.source() != "--passes") throw;
+    throw InputError("--microbatches/--tokens-per-rank/--ranks", c.trace,
+                     "microbatches x ranks x tokens per rank need more than 100000 shuffled passes over "
+                     "the shipped ESFT data: ask for fewer tokens");
+  }
+  TraceSource& source = *source_ptr;
   const TraceManifest& man = source.manifest();
   const int n = man.num_ranks;
   const int trace_layers = static_cast<int>(man.layers.size());
@@ -110,9 +120,23 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   ctx.options.dedup = c.dedup;
   ctx.options.measure_host_planner = c.measure_host_planner;
   ctx.options.weight_sync.mode = parse_weight_sync_mode(c.weight_sync_mode, "--weight-sync");
+  ctx.options.check_plans = c.check_plans;
+  // A balancer that refuses the shape or its options (at construction or on a record) becomes a row saying
+  // why; the others run. none and ideal never refuse.
+  const std::vector<std::string> known = balancer_names();
+  for (const std::string& name : names)  // an unknown name is bad input, not a refusal
+    if (std::find(known.begin(), known.end(), name) == known.end())
+      make_balancer(name, shape, c.balancer_options);
   std::vector<std::unique_ptr<BalancerRun>> runs;
-  for (const std::string& name : names) {
-    runs.push_back(std::make_unique<BalancerRun>(name, shape, BalancerOptions{}, ctx, num_moe, num_mbs));
+  std::vector<std::string> refused(names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    try {
+      runs.push_back(
+          std::make_unique<BalancerRun>(names[i], shape, c.balancer_options, ctx, num_moe, num_mbs));
+    } catch (const InputError& e) {
+      runs.push_back(nullptr);
+      refused[i] = e.what();
+    }
   }
 
   // Replay: buffer one microbatch of records, then hand every MoE layer to every balancer in order.
@@ -157,7 +181,15 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
       }
       for (int layer = 0; layer < num_moe; ++layer) {
         const LoadMatrix& loads = buffer[layer % trace_layers];
-        for (auto& run : runs) run->process(layer, mb, loads, inputs);
+        for (size_t i = 0; i < runs.size(); ++i) {
+          if (!runs[i]) continue;
+          try {
+            runs[i]->process(layer, mb, loads, inputs);
+          } catch (const InputError& e) {
+            runs[i].reset();
+            refused[i] = e.what();
+          }
+        }
       }
       ++mb;
     }
@@ -171,10 +203,11 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   params.all_to_all_launch_s = cal.all_to_all_launch_s.value;
   params.allgather_launch_s = cal.allgather_launch_s.value;
   params.weight_sync_launch_s = cal.weight_sync_launch_s.value;
-  std::vector<StepTimes> times;
+  std::vector<StepTimes> times(runs.size());
   for (size_t i = 0; i < runs.size(); ++i) {
+    if (!runs[i]) continue;
     if (hooks.on_balancer) hooks.on_balancer(runs[i]->name(), static_cast<int>(i));
-    times.push_back(compose_step(runs[i]->steps(), dense, params, hooks.timeline));
+    times[i] = compose_step(runs[i]->steps(), dense, params, hooks.timeline);
   }
   auto index_of = [&](const std::string& name) {
     return static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin());
@@ -182,8 +215,15 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   const double none_s = times[index_of("none")].total_s;
   const double ideal_s = times[index_of("ideal")].total_s;
   for (size_t i = 0; i < runs.size(); ++i) {
+    if (std::find(c.balancers.begin(), c.balancers.end(), names[i]) == c.balancers.end()) continue;
+    if (!runs[i]) {
+      BalancerSummary b;
+      b.name = names[i];
+      b.refused = refused[i];
+      report.balancers.push_back(b);
+      continue;
+    }
     const BalancerRun& run = *runs[i];
-    if (std::find(c.balancers.begin(), c.balancers.end(), run.name()) == c.balancers.end()) continue;
     const BalancerTotals& t = run.totals();
     const StepTimes& st = times[i];
     BalancerSummary b;
@@ -238,6 +278,8 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
                    {"recompute", params.recompute},
                    {"dispatch_dedup", c.dedup},
                    {"weight_sync_mode", c.weight_sync_mode},
+                   {"schedule", c.schedule},
+                   {"pp", c.pp},
                    {"notes", notes}};
   return report;
 }

@@ -43,10 +43,15 @@ struct SimConfig {
   bool measure_host_planner = false;
   std::string weight_sync_mode = "adaptive";
   bool ptask_compress = true;
+  std::string schedule = "sequential";  ///< microbatch schedule: sequential, 1f1b, dualpipe or two-batch
+  int pp = 1;                           ///< pipeline-parallel stages (>= 1)
+  BalancerOptions balancer_options;     ///< ultraep / eplb / lplb options
+  bool check_plans = check_plans_by_default();  ///< ALGORITHMS.md §2.8 checks on every plan
 };
 
 struct BalancerSummary {
   std::string name;
+  std::string refused;  ///< non-empty: the balancer refused this shape/options (why); no other field is set
   double imbalance = 1.0;         ///< mean over records of max/mean rank load after balancing
   double imbalance_before = 1.0;  ///< same before balancing (masters only)
   double max_imbalance = 1.0;

@@ -1,7 +1,6 @@
 #include "sim/workload.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 
 #include "core/error.hpp"
@@ -25,15 +24,23 @@ BalancerRun::BalancerRun(const std::string& name, const ClusterShape& shape, con
     : name_(name),
       shape_(shape),
       ctx_(context),
-      balancer_(make_balancer(name, shape, options)),
       num_moe_layers_(num_moe_layers),
       num_microbatches_(num_microbatches) {
-  persistent_ = balancer_->persistent_replicas();
   expert_bytes_.hidden = ctx_.model->hidden;
   expert_bytes_.ffn = ctx_.model->expert_ffn;
   expert_bytes_.elt_bytes = ctx_.cost->weight_elt_bytes();
   expert_bytes_.validate(ctx_.model->file);
-  previous_.resize(num_moe_layers);  // filled on first use: only balancers that move replicas read it
+  StepDriverConfig dc;
+  dc.shape = shape;
+  dc.balancer = name;
+  dc.options = options;
+  dc.expert = expert_bytes_;
+  dc.weight_sync = ctx_.options.weight_sync;
+  dc.training = ctx_.options.mode == Mode::kTrain;
+  dc.microbatches_per_step = std::max<int64_t>(num_microbatches, 1);
+  dc.check_legality = ctx_.options.check_plans;
+  driver_ = std::make_unique<StepDriver>(dc);
+  persistent_ = driver_->persistent();
   steps_.assign(num_microbatches, std::vector<LayerStep>(num_moe_layers));
 }
 
@@ -58,12 +65,10 @@ void BalancerRun::process(int layer, int64_t mb, const LoadMatrix& loads, const 
   const bool train = ctx_.options.mode == Mode::kTrain;
   const int n = shape_.num_ranks;
 
-  const auto t0 = std::chrono::steady_clock::now();
-  PlanResult r = balancer_->plan(loads, StepContext{layer, mb});
-  if (ctx_.options.measure_host_planner) {
-    totals_.host_planner_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
-  const PlanMetrics metrics = measure_plan(loads, r);
+  const StepRecord& rec = driver_->step(loads, layer, mb);
+  const PlanResult& r = rec.result;
+  if (ctx_.options.measure_host_planner) totals_.host_planner_s += rec.planner_s;
+  const PlanMetrics& metrics = rec.metrics;
   totals_.plans += 1;
   totals_.imbalance_before_sum += metrics.imbalance_before;
   totals_.imbalance_after_sum += metrics.imbalance_after;
@@ -138,24 +143,11 @@ void BalancerRun::process(int layer, int64_t mb, const LoadMatrix& loads, const 
     s.allgather_s = allgather_s_;
   }
 
-  // weight_sync: fixed-master plans refill the shared replica slots every call (and restore them before the
-  // backward expert dgrad); persistent placements move only the difference to the layer's previous plan.
-  const bool fixed_master = !persistent_ && r.plan.masters_fixed;
-  TransferPlan tp;
-  bool sync = false;
-  if (fixed_master) {
-    if (metrics.total_replicas > 0) {
-      tp = plan_weight_sync(r.plan, expert_bytes_, ctx_.options.weight_sync);
-      sync = !tp.copies.empty();
-      s.weight_restore = sync && train;
-    }
-  } else {
-    if (previous_[layer].lcnt.empty()) previous_[layer] = Plan::masters_only(shape_, {});
-    tp = plan_persistent_weight_sync(previous_[layer], r.plan, expert_bytes_);
-    sync = !tp.copies.empty();
-    previous_[layer] = r.plan;
-  }
-  if (sync) {
+  // weight_sync, weight restore and grad_reduce: what moves is decided by the StepDriver
+  // (core/step_driver.hpp).
+  s.weight_restore = rec.weight_restore;
+  if (rec.weight_sync) {
+    const TransferPlan& tp = *rec.weight_sync;
     comm.phase(weight_sync_traffic(tp), s.weight_sync_s);
     const double relay_s =
         tp.relay_levels * static_cast<double>(ExpertBytes::kChunkBytes) / ctx_.port_bytes_per_s;
@@ -163,19 +155,13 @@ void BalancerRun::process(int layer, int64_t mb, const LoadMatrix& loads, const 
     totals_.weight_sync_calls += 1;
     totals_.weight_sync_bytes += static_cast<double>(tp.total_bytes());
   }
-
-  // grad_reduce: every call for shared slots; once per step (last microbatch) for resident replicas.
-  const bool reduce_now =
-      train && metrics.total_replicas > 0 && (fixed_master || mb == num_microbatches_ - 1);
-  if (reduce_now) {
-    const GradReducePlan gp = plan_grad_reduce(r.plan, expert_bytes_);
-    if (!gp.pulls.empty()) {
-      comm.phase(grad_reduce_traffic(gp), s.grad_reduce_s);
-      const double sm_rate = cal.grad_reduce_num_sms.value * cal.grad_reduce_bytes_per_sm_s.value;
-      for (int rank = 0; rank < n; ++rank) {
-        s.grad_reduce_s[rank] =
-            std::max(s.grad_reduce_s[rank], static_cast<double>(gp.pulled_bytes[rank]) / sm_rate);
-      }
+  if (rec.grad_reduce) {
+    const GradReducePlan& gp = *rec.grad_reduce;
+    comm.phase(grad_reduce_traffic(gp), s.grad_reduce_s);
+    const double sm_rate = cal.grad_reduce_num_sms.value * cal.grad_reduce_bytes_per_sm_s.value;
+    for (int rank = 0; rank < n; ++rank) {
+      s.grad_reduce_s[rank] =
+          std::max(s.grad_reduce_s[rank], static_cast<double>(gp.pulled_bytes[rank]) / sm_rate);
     }
   }
 }

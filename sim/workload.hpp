@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/balancer.hpp"
+#include "core/step_driver.hpp"
 #include "core/transfer.hpp"
 #include "sim/calibration.hpp"
 #include "sim/comm_model.hpp"
@@ -33,6 +34,7 @@ struct WorkloadOptions {
   bool dedup = true;       ///< dispatch one copy per (token, destination rank), as DeepEP does
   bool measure_host_planner = false;
   WeightSyncOptions weight_sync;
+  bool check_plans = check_plans_by_default();  ///< ALGORITHMS.md §2.8 checks on every plan (StepDriver)
 };
 
 /// Shared, read-only inputs of every BalancerRun of one simulation.
@@ -103,14 +105,13 @@ class BalancerRun {
   std::string name_;
   ClusterShape shape_;
   WorkloadContext ctx_;
-  std::unique_ptr<Balancer> balancer_;
+  std::unique_ptr<StepDriver> driver_;  // plans, legality, resident replicas, transfer plans
   bool persistent_ = false;
   bool replicates_ = false;
   ExpertBytes expert_bytes_;
   int num_moe_layers_ = 0;
   int64_t num_microbatches_ = 0;
   std::vector<double> allgather_s_;  // the all-gather matrix never changes: simulated once
-  std::vector<Plan> previous_;       // per layer: last plan (persistent balancers)
   std::vector<std::vector<LayerStep>> steps_;
   BalancerTotals totals_;
 };

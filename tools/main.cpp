@@ -23,16 +23,21 @@ int main(int argc, char** argv) {
   rackep::tools::add_sweep_command(app);
   rackep::tools::add_run_layer_command(app);
   rackep::tools::add_calibrate_command(app);
+  // Exit codes (README "Exit codes"): 0 success, 2 bad input (including every command-line parse error), 1 a
+  // runtime failure (no GPU, CUDA/NCCL/MPI, a child process, an internal check), 3 a verification mismatch.
   try {
     app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  } catch (const rackep::InputError& e) {
+    app.exit(e);  // prints the message and the usage hint
+    return rackep::exit_code(rackep::ErrorKind::kInput);
+  } catch (const rackep::Error& e) {
     std::fprintf(stderr, "rackep: error: %s\n", e.what());
-    return 2;
+    return rackep::exit_code(e.kind());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "rackep: error: %s\n", e.what());
-    return 1;
+    return rackep::exit_code(rackep::ErrorKind::kRuntime);
   }
   return 0;
 }
