@@ -84,6 +84,21 @@ FieldSpec zero_absent(std::string key, std::string flag, unsigned cmds, double h
   return f;
 }
 
+// A string or list field whose empty value means absent: null in JSON.
+FieldSpec empty_absent(FieldSpec f) {
+  f.optional = true;
+  auto get = f.get;
+  auto set = f.set;
+  f.get = [get](const ExperimentConfig& c) {
+    json v = get(c);
+    return v.empty() ? json(nullptr) : v;
+  };
+  f.set = [set, type = f.type](ExperimentConfig& c, const json& j) {
+    set(c, j.is_null() ? (type == FieldType::kList ? json::array() : json("")) : j);
+  };
+  return f;
+}
+
 FieldSpec with_choices(FieldSpec f, std::vector<std::string> choices) {
   f.choices = std::move(choices);
   return f;
@@ -99,20 +114,23 @@ std::vector<FieldSpec> build_fields() {
   using T = FieldType;
   std::vector<FieldSpec> v;
   // What runs.
-  v.push_back(make("model", "--model", T::kString, kAll, 0, 0,
-                   "model: a bundled name (configs/models/*.json) or a file (plan: default the trace's "
-                   "recorded model)",
-                   [](C& c) -> std::string& { return c.model; }));
+  v.push_back(
+      empty_absent(make("model", "--model", T::kString, kAll, 0, 0,
+                        "model: a bundled name (configs/models/*.json) or a file (plan: default the trace's "
+                        "recorded model)",
+                        [](C& c) -> std::string& { return c.model; })));
   v.push_back(make("topology", "--topology", T::kString, kSim, 0, 0,
                    "topology: a bundled name (topologies/*.json) or a file",
                    [](C& c) -> std::string& { return c.topology; }));
-  v.push_back(make("trace", "--trace", T::kString, kAll, 0, 0,
-                   "routing: a canonical trace directory (simulate also: esft:<task>[,<task>], "
-                   "synthetic:<zipf|drift|switch>)",
-                   [](C& c) -> std::string& { return c.trace; }));
-  v.push_back(make("esft", "--esft", T::kList, kPlan, 0, 0,
-                   "ESFT task directories to compose instead of a trace",
-                   [](C& c) -> std::vector<std::string>& { return c.esft; }));
+  v.push_back(empty_absent(
+      make("trace", "--trace", T::kString, kAll, 0, 0,
+           "routing: a canonical trace directory (simulate also: esft:<task>[,<task>], "
+           "synthetic:<zipf|drift|switch>; absent: the shipped ESFT routing, or synthetic:zipf for "
+           "models without its 64 experts)",
+           [](C& c) -> std::string& { return c.trace; })));
+  v.push_back(empty_absent(make("esft", "--esft", T::kList, kPlan, 0, 0,
+                                "ESFT task directories to compose instead of a trace",
+                                [](C& c) -> std::vector<std::string>& { return c.esft; })));
   v.push_back(make("calibration", "--calibration", T::kString, kSim, 0, 0,
                    "calibration: a bundled name (configs/calibration) or a file",
                    [](C& c) -> std::string& { return c.calibration; }));
@@ -277,9 +295,10 @@ std::string range_text(const FieldSpec& f) {
   return o.str();
 }
 
-// Errors read "<flag>: <value>: why" for flags and "<file or --set>: <key>: why" otherwise.
+// Errors read "<flag>: <value>: why" for the field's own flag and "<file, --set or --grid>: <key>: why"
+// otherwise.
 std::string where(const FieldSpec& f, const std::string& source, const std::string& text) {
-  return source.rfind("--", 0) == 0 && source != "--set" ? text : f.key;
+  return source == f.flag ? text : f.key;
 }
 
 }  // namespace
@@ -299,8 +318,7 @@ void set_field_json(ExperimentConfig& c, const FieldSpec& f, const json& value, 
                     const std::string& what) {
   auto bad = [&](const std::string& why) { throw InputError(source, what, why); };
   if (value.is_null()) {
-    if (!f.optional && f.type != FieldType::kString) bad("must not be null");
-    if (f.type == FieldType::kString) bad("must be a non-empty string");
+    if (!f.optional) bad("must not be null");
     f.set(c, value);
     return;
   }
@@ -445,7 +463,6 @@ void apply_command_defaults(ExperimentConfig& c, Command command) {
     case kSimulate:
     case kSweep:
       if (c.model.empty()) c.model = "deepseek-v2-lite";
-      if (c.trace.empty()) c.trace = "esft:intent,summary,translation";
       if (c.balancers.empty()) c.balancers = {"none", "eplb", "lplb", "ultraep", "ideal"};
       if (!c.seed) c.seed = 1;
       break;

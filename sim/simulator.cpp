@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "sim/trace_source.hpp"
+#include "traces/esft.hpp"
 
 namespace rackep::sim {
 namespace {
@@ -57,8 +58,14 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   if (c.balancers.empty()) throw InputError("--balancers", "", "name at least one balancer");
 
   TraceSpec spec;
-  spec.text = c.trace;
-  spec.num_ranks = c.ranks > 0 ? c.ranks : (generated_trace(c.trace) ? 32 : 0);
+  // No trace given: the shipped ESFT routing when the model has its experts (DeepSeek-V2-Lite's 64), else
+  // synthetic Zipf routing for the model's experts.
+  const std::string trace = !c.trace.empty() ? c.trace
+                            : model.num_experts == EsftOptions{}.num_experts
+                                ? "esft:intent,summary,translation"
+                                : "synthetic:zipf";
+  spec.text = trace;
+  spec.num_ranks = c.ranks > 0 ? c.ranks : (generated_trace(trace) ? 32 : 0);
   spec.num_experts = model.num_experts;
   spec.top_k = model.top_k;
   spec.num_layers = model.num_moe_layers();
@@ -73,7 +80,7 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
     source_ptr = std::make_unique<TraceSource>(spec);
   } catch (const InputError& e) {
     if (e.source() != "--passes") throw;
-    throw InputError("--microbatches/--tokens-per-rank/--ranks", c.trace,
+    throw InputError("--microbatches/--tokens-per-rank/--ranks", trace,
                      "microbatches x ranks x tokens per rank need more than 100000 shuffled passes over "
                      "the shipped ESFT data: ask for fewer tokens");
   }
@@ -83,7 +90,7 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   const int trace_layers = static_cast<int>(man.layers.size());
   const int64_t trace_mbs = man.num_records / trace_layers;
   const int64_t num_mbs = c.microbatches > 0 ? std::min(c.microbatches, trace_mbs) : trace_mbs;
-  if (num_mbs <= 0) throw InputError("--trace", c.trace, "holds no complete microbatch");
+  if (num_mbs <= 0) throw InputError("--trace", trace, "holds no complete microbatch");
   const int num_moe = model.num_moe_layers();
 
   const Fabric fabric =
@@ -259,7 +266,7 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
                    {"topology_file", in.topology.file},
                    {"gpu", in.topology.gpu.name},
                    {"calibration_file", cal.file},
-                   {"trace", c.trace},
+                   {"trace", trace},
                    {"trace_description", source.description()},
                    {"mode", to_string(c.mode)},
                    {"fidelity", to_string(c.fidelity)},

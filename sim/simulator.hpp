@@ -24,7 +24,9 @@ namespace rackep::sim {
 struct SimConfig {
   std::string model = "deepseek-v2-lite";
   std::string topology = "gb200-nvl72";
-  std::string trace = "esft:intent,summary,translation";
+  /// Directory, esft:<task>[,<task>] or synthetic:<kind>; empty: the shipped ESFT routing when the model has
+  /// its 64 experts, else synthetic:zipf.
+  std::string trace;
   std::string calibration = "default";
   std::vector<std::string> balancers = {"none", "eplb", "lplb", "ultraep", "ideal"};
   Mode mode = Mode::kTrain;

@@ -78,10 +78,11 @@ void print_json(const kernels::RunLayerReport& rep, const config::ExperimentConf
 }
 #endif
 
-void run([[maybe_unused]] const RunLayerArgs& a) {
+void run(const RunLayerArgs& a) {
+  // Bad input first (exit 2), then what the machine lacks (exit 1).
+  [[maybe_unused]] const config::ExperimentConfig c = resolve_config(a.cli, config::kRunLayer);
   require_cuda_build("run-layer");
 #if RACKEP_HAVE_CUDA
-  const config::ExperimentConfig c = resolve_config(a.cli, config::kRunLayer);
   if (c.model.empty())
     throw InputError("--model", "model", "run-layer needs --model (expert hidden/FFN sizes)");
   if (c.trace.empty())

@@ -183,5 +183,19 @@ TEST(Legality, StepDriverRejectsAnIllegalPlanWhenChecking) {
   EXPECT_NO_THROW(unchecked.step(loads(), 0, 0));
 }
 
+TEST(Errors, OneBaseThreeKindsThreeExitCodes) {
+  // The exit codes of README "Exit codes": main() returns exit_code(kind) for every rackep::Error.
+  EXPECT_EQ(exit_code(InputError("f", "k", "m").kind()), 2);
+  EXPECT_EQ(exit_code(RuntimeError("no GPU").kind()), 1);
+  EXPECT_EQ(exit_code(VerificationError("run-layer", "differs").kind()), 3);
+  try {
+    RACKEP_CHECK(1 + 1 == 3, "arithmetic");
+    ADD_FAILURE() << "RACKEP_CHECK did not throw";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kRuntime);
+    EXPECT_NE(std::string(e.what()).find("internal check failed"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace rackep

@@ -5,6 +5,7 @@
 // regen_goldens.sh; RACKEP_GOLDENS_ONLY=<prefix> limits it to matching names, e.g. simulate).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
