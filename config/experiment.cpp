@@ -91,7 +91,8 @@ FieldSpec empty_absent(FieldSpec f) {
   auto set = f.set;
   f.get = [get](const ExperimentConfig& c) {
     json v = get(c);
-    return v.empty() ? json(nullptr) : v;
+    const bool empty = v.is_string() ? v.get<std::string>().empty() : v.empty();
+    return empty ? json(nullptr) : v;
   };
   f.set = [set, type = f.type](ExperimentConfig& c, const json& j) {
     set(c, j.is_null() ? (type == FieldType::kList ? json::array() : json("")) : j);

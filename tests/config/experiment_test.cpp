@@ -133,7 +133,9 @@ TEST(ExperimentConfig, OneFlagSpellingPerField) {
   std::set<std::string> flags, keys;
   for (const FieldSpec& f : fields()) {
     EXPECT_TRUE(keys.insert(f.key).second) << f.key;
-    if (!f.flag.empty()) EXPECT_TRUE(flags.insert(f.flag).second) << f.flag;
+    if (!f.flag.empty()) {
+      EXPECT_TRUE(flags.insert(f.flag).second) << f.flag;
+    }
   }
   for (const char* gone :
        {"--weight-sync-mode", "--redundant", "--balancer", "--hidden", "--ffn", "--records"})
