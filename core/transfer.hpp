@@ -264,8 +264,10 @@ struct WeightSyncTaskList {
 };
 
 /// Materialise the §3.2 task lists from a fixed-master TransferPlan (same decisions, same order per rank as
-/// the UltraEP build kernel). Throws InputError("weight_sync tasks", "kind", ...) for a persistent
-/// TransferPlan.
+/// the UltraEP build kernel). A persistent TransferPlan (resident-set diff) becomes one direct task per
+/// (copy, shard) on the copy's sender, in copy order; its copies read the sender's slot in place, so a slot
+/// that one copy reads and another overwrites in the same call is not staged (plan_persistent_weight_sync
+/// assumes staged senders): such lists time the movement exactly but may copy the new content.
 WeightSyncTaskList build_weight_sync_tasks(const TransferPlan& plan);
 
 /// What the CPU executor did.

@@ -17,11 +17,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/error.hpp"
+
 namespace rackep::kernels {
 
 /// A failed CUDA, cuBLAS or NCCL call. `call()` is the source text of the call (or the kernel name of a
-/// launch), `error()` the library's error name, `where()` "file:line".
-class CudaError : public std::runtime_error {
+/// launch), `error()` the library's error name, `where()` "file:line". A runtime error (exit code 1).
+class CudaError : public RuntimeError {
  public:
   CudaError(std::string call, std::string error, const std::string& detail, std::string where);
   const std::string& call() const noexcept { return call_; }

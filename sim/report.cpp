@@ -51,6 +51,10 @@ std::string format_table(const SimReport& r) {
   o << "\n" << header << "\n" << std::string(header.size(), '-') << "\n";
   for (const BalancerSummary& b : r.balancers) {
     std::string line = pad(b.name, 15, true);
+    if (!b.refused.empty()) {
+      o << line << " refused: " << b.refused << "\n";
+      continue;
+    }
     line += pad(fmt("%.3f", b.imbalance), 10);
     line += pad(fmt("%.3f", b.step_s * 1e3), 11);
     line += pad(fmt("%.0f", b.tokens_per_s), 11);
@@ -94,6 +98,10 @@ std::string column_legend(bool prefill) {
 nlohmann::json report_to_json(const SimReport& r) {
   nlohmann::json bs = nlohmann::json::array();
   for (const BalancerSummary& b : r.balancers) {
+    if (!b.refused.empty()) {
+      bs.push_back({{"name", b.name}, {"refused", b.refused}});
+      continue;
+    }
     nlohmann::json j = {{"name", b.name},
                         {"imbalance", b.imbalance},
                         {"imbalance_before", b.imbalance_before},

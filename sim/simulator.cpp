@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "core/progress.hpp"
 #include "sim/trace_source.hpp"
+#include "traces/esft.hpp"
 
 namespace rackep::sim {
 namespace {
@@ -80,8 +81,14 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   if (c.balancers.empty()) throw InputError("--balancers", "", "name at least one balancer");
 
   TraceSpec spec;
-  spec.text = c.trace;
-  spec.num_ranks = c.ranks > 0 ? c.ranks : (generated_trace(c.trace) ? 32 : 0);
+  // No trace given: the shipped ESFT routing when the model has its experts (DeepSeek-V2-Lite's 64), else
+  // synthetic Zipf routing for the model's experts.
+  const std::string trace = !c.trace.empty() ? c.trace
+                            : model.num_experts == EsftOptions{}.num_experts
+                                ? "esft:intent,summary,translation"
+                                : "synthetic:zipf";
+  spec.text = trace;
+  spec.num_ranks = c.ranks > 0 ? c.ranks : (generated_trace(trace) ? 32 : 0);
   spec.num_experts = model.num_experts;
   spec.top_k = model.top_k;
   // With PP the simulated stage replays only its share of the MoE layers (see stage_moe below).
@@ -93,13 +100,23 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   spec.imbalance = c.imbalance;
   spec.seed = c.seed;
   spec.seq_len = c.seq_len;
-  TraceSource source(spec);
+  // The ESFT composer's pass count follows from these three options: name them, not the derived count.
+  std::unique_ptr<TraceSource> source_ptr;
+  try {
+    source_ptr = std::make_unique<TraceSource>(spec);
+  } catch (const InputError& e) {
+    if (e.source() != "--passes") throw;
+    throw InputError("--microbatches/--tokens-per-rank/--ranks", trace,
+                     "microbatches x ranks x tokens per rank need more than 100000 shuffled passes over "
+                     "the shipped ESFT data: ask for fewer tokens");
+  }
+  TraceSource& source = *source_ptr;
   const TraceManifest& man = source.manifest();
   const int n = man.num_ranks;
   const int trace_layers = static_cast<int>(man.layers.size());
   const int64_t trace_mbs = man.num_records / trace_layers;
   const int64_t num_mbs = c.microbatches > 0 ? std::min(c.microbatches, trace_mbs) : trace_mbs;
-  if (num_mbs <= 0) throw InputError("--trace", c.trace, "holds no complete microbatch");
+  if (num_mbs <= 0) throw InputError("--trace", trace, "holds no complete microbatch");
   const int num_moe = model.num_moe_layers();
 
   SimReport report;
@@ -150,10 +167,23 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   ctx.options.compress = c.ptask_compress && c.fidelity == Fidelity::kPtask;
   ctx.options.measure_host_planner = c.measure_host_planner;
   ctx.options.weight_sync.mode = parse_weight_sync_mode(c.weight_sync_mode, "--weight-sync");
+  ctx.options.check_plans = c.check_plans;
   const int64_t graph_mbs = halves ? 2 * num_mbs : num_mbs;
+  // A balancer that refuses the shape or its options (at construction or on a record) becomes a row saying
+  // why; the others run. none and ideal never refuse.
+  const std::vector<std::string> known = balancer_names();
+  for (const std::string& name : names)  // an unknown name is bad input, not a refusal
+    if (std::find(known.begin(), known.end(), name) == known.end()) make_balancer(name, shape, c.balancer_options);
   std::vector<std::unique_ptr<BalancerRun>> runs;
-  for (const std::string& name : names) {
-    runs.push_back(std::make_unique<BalancerRun>(name, shape, BalancerOptions{}, ctx, stage_moe, graph_mbs));
+  std::vector<std::string> refused(names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    try {
+      runs.push_back(
+          std::make_unique<BalancerRun>(names[i], shape, c.balancer_options, ctx, stage_moe, graph_mbs));
+    } catch (const InputError& e) {
+      runs.push_back(nullptr);
+      refused[i] = e.what();
+    }
   }
 
   // Replay: buffer one microbatch of records, then hand every MoE layer of the stage to every balancer.
@@ -214,7 +244,15 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
         }
         for (int layer = 0; layer < stage_moe; ++layer) {
           const LoadMatrix& l = loads[layer % trace_layers];
-          for (auto& run : runs) run->process(layer, g, l, inputs);
+          for (size_t i = 0; i < runs.size(); ++i) {
+            if (!runs[i]) continue;
+            try {
+              runs[i]->process(layer, g, l, inputs);
+            } catch (const InputError& e) {
+              runs[i].reset();
+              refused[i] = e.what();
+            }
+          }
         }
       }
       ++mb;
@@ -253,9 +291,10 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
     double peak_activation = 0.0;
     nlohmann::json phases;
   };
-  std::vector<Outcome> outcomes;
+  std::vector<Outcome> outcomes(runs.size());
   const double per = train ? 1.0 : static_cast<double>(num_mbs);
   for (size_t i = 0; i < runs.size(); ++i) {
+    if (!runs[i]) continue;
     if (hooks.on_balancer) hooks.on_balancer(runs[i]->name(), static_cast<int>(i));
     const StepPlan plan = build_step_graph(runs[i]->work(), dense, sp);
     const StepResult res = engine.run(plan.graph);
@@ -363,7 +402,7 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
       o.peak_activation = (halves ? 2.0 : 1.0) * max_working;
     }
     o.exposed /= per;
-    outcomes.push_back(o);
+    outcomes[i] = o;
   }
   auto index_of = [&](const std::string& name) {
     return static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin());
@@ -382,8 +421,15 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   if (train && schedule == Schedule::kDualPipe && c.pp > 1) stage_params *= 2.0;
   const double weight_bytes = stage_params * (train ? kOptimizerBytesPerParam : cost.weight_elt_bytes());
   for (size_t i = 0; i < runs.size(); ++i) {
+    if (std::find(c.balancers.begin(), c.balancers.end(), names[i]) == c.balancers.end()) continue;
+    if (!runs[i]) {
+      BalancerSummary b;
+      b.name = names[i];
+      b.refused = refused[i];
+      report.balancers.push_back(b);
+      continue;
+    }
     const BalancerRun& run = *runs[i];
-    if (std::find(c.balancers.begin(), c.balancers.end(), run.name()) == c.balancers.end()) continue;
     const BalancerTotals& t = run.totals();
     const Outcome& o = outcomes[i];
     BalancerSummary b;
@@ -422,7 +468,7 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
                    {"topology_file", in.topology.file},
                    {"gpu", in.topology.gpu.name},
                    {"calibration_file", cal.file},
-                   {"trace", c.trace},
+                   {"trace", trace},
                    {"trace_description", source.description()},
                    {"mode", to_string(c.mode)},
                    {"fidelity", to_string(c.fidelity)},
@@ -445,6 +491,8 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
                    {"backward_comm_precision", to_string(bwd_comm)},
                    {"dispatch_dedup", c.dedup},
                    {"weight_sync_mode", c.weight_sync_mode},
+                   {"schedule", c.schedule},
+                   {"pp", c.pp},
                    {"notes", notes}};
   return report;
 }

@@ -26,7 +26,9 @@ namespace rackep::sim {
 struct SimConfig {
   std::string model = "deepseek-v2-lite";
   std::string topology = "gb200-nvl72";
-  std::string trace = "esft:intent,summary,translation";
+  /// Directory, esft:<task>[,<task>] or synthetic:<kind>; empty: the shipped ESFT routing when the model has
+  /// its 64 experts, else synthetic:zipf.
+  std::string trace;
   std::string calibration = "default";
   std::vector<std::string> balancers = {"none", "eplb", "lplb", "ultraep", "ideal"};
   Mode mode = Mode::kTrain;
@@ -50,10 +52,13 @@ struct SimConfig {
   bool measure_host_planner = false;
   std::string weight_sync_mode = "adaptive";
   bool ptask_compress = true;
+  BalancerOptions balancer_options;     ///< ultraep / eplb / lplb options
+  bool check_plans = check_plans_by_default();  ///< docs/ALGORITHMS.md §2.8 checks on every plan
 };
 
 struct BalancerSummary {
   std::string name;
+  std::string refused;  ///< non-empty: the balancer refused this shape/options (why); no other field is set
   double imbalance = 1.0;         ///< mean over records of max/mean rank load after balancing
   double imbalance_before = 1.0;  ///< same before balancing (masters only)
   double max_imbalance = 1.0;

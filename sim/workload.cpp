@@ -1,7 +1,6 @@
 #include "sim/workload.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 
 #include "core/error.hpp"
@@ -25,15 +24,24 @@ BalancerRun::BalancerRun(const std::string& name, const ClusterShape& shape, con
     : name_(name),
       shape_(shape),
       ctx_(context),
-      balancer_(make_balancer(name, shape, options)),
       num_moe_layers_(num_moe_layers),
       num_microbatches_(num_microbatches) {
-  persistent_ = balancer_->persistent_replicas();
   expert_bytes_.hidden = ctx_.model->hidden;
   expert_bytes_.ffn = ctx_.model->expert_ffn;
   expert_bytes_.elt_bytes = ctx_.cost->weight_elt_bytes();
   expert_bytes_.validate(ctx_.model->file);
-  previous_.resize(num_moe_layers);  // filled on first use: only balancers that move replicas read it
+  StepDriverConfig dc;
+  dc.shape = shape;
+  dc.balancer = name;
+  dc.options = options;
+  dc.expert = expert_bytes_;
+  dc.weight_sync = ctx_.options.weight_sync;
+  dc.training = ctx_.options.mode == Mode::kTrain;
+  dc.microbatches_per_step = std::max<int64_t>(num_microbatches, 1);
+  dc.check_legality = ctx_.options.check_plans;
+  dc.warm_start = true;
+  driver_ = std::make_unique<StepDriver>(dc);
+  persistent_ = driver_->persistent();
   work_.assign(num_microbatches, std::vector<LayerWork>(num_moe_layers));
 }
 
@@ -68,12 +76,10 @@ void BalancerRun::process(int layer, int64_t mb, const LoadMatrix& loads, const 
   const bool compress = ctx_.options.compress;
   const int n = shape_.num_ranks;
 
-  const auto t0 = std::chrono::steady_clock::now();
-  PlanResult r = balancer_->plan(loads, StepContext{layer, mb});
-  if (ctx_.options.measure_host_planner) {
-    totals_.host_planner_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
-  const PlanMetrics metrics = measure_plan(loads, r);
+  const StepRecord& rec = driver_->step(loads, layer, mb);
+  const PlanResult& r = rec.result;
+  if (ctx_.options.measure_host_planner) totals_.host_planner_s += rec.planner_s;
+  const PlanMetrics& metrics = rec.metrics;
   totals_.plans += 1;
   totals_.imbalance_before_sum += metrics.imbalance_before;
   totals_.imbalance_after_sum += metrics.imbalance_after;
@@ -141,44 +147,30 @@ void BalancerRun::process(int layer, int64_t mb, const LoadMatrix& loads, const 
     w.allgather = allgather_;
   }
 
-  // weight_sync: fixed-master plans refill the shared replica slots every call (and restore them before the
-  // backward expert dgrad). Persistent placements (EPLB, LPLB) start warm from their first plan of each layer
-  // (not charged) and move only the difference to the layer's previous plan, in the background while
-  // training goes on.
-  const bool fixed_master = !persistent_ && r.plan.masters_fixed;
-  if (fixed_master) {
-    if (metrics.total_replicas > 0) {
-      const TransferPlan tp = plan_weight_sync(r.plan, expert_bytes_, ctx_.options.weight_sync);
-      if (!tp.copies.empty()) {
-        w.weight_sync = to_engine(weight_sync_traffic(tp), fabric, compress);
-        w.weight_sync_tail_s =
-            tp.relay_levels * static_cast<double>(ExpertBytes::kChunkBytes) / fabric.port_bytes_per_s;
-        w.weight_restore = train;
-        totals_.weight_sync_calls += 1;
-        totals_.weight_sync_bytes += static_cast<double>(tp.total_bytes());
-      }
+  // weight_sync, weight restore and grad_reduce: what moves is decided by the StepDriver
+  // (core/step_driver.hpp). Fixed-master plans refill the shared replica slots before dispatch (and restore
+  // them before the backward expert dgrad); persistent placements (EPLB, LPLB) start warm and move only the
+  // difference to the layer's previous placement, in the background while training goes on.
+  if (rec.weight_sync) {
+    const TransferPlan& tp = *rec.weight_sync;
+    std::shared_ptr<const SparseTraffic> t = to_engine(weight_sync_traffic(tp), fabric, compress);
+    if (rec.persistent) {
+      w.placement_update = std::move(t);
+    } else {
+      w.weight_sync = std::move(t);
+      w.weight_sync_tail_s =
+          tp.relay_levels * static_cast<double>(ExpertBytes::kChunkBytes) / fabric.port_bytes_per_s;
+      w.weight_restore = rec.weight_restore;
     }
-  } else {
-    if (previous_[layer].lcnt.empty()) previous_[layer] = r.plan;  // warm start
-    const TransferPlan tp = plan_persistent_weight_sync(previous_[layer], r.plan, expert_bytes_);
-    previous_[layer] = r.plan;
-    if (!tp.copies.empty()) {
-      w.placement_update = to_engine(weight_sync_traffic(tp), fabric, compress);
-      totals_.weight_sync_calls += 1;
-      totals_.weight_sync_bytes += static_cast<double>(tp.total_bytes());
-    }
+    totals_.weight_sync_calls += 1;
+    totals_.weight_sync_bytes += static_cast<double>(tp.total_bytes());
   }
-
-  // grad_reduce: every call for shared slots; once per step (last microbatch) for resident replicas.
-  const bool reduce_now =
-      train && metrics.total_replicas > 0 && (fixed_master || mb == num_microbatches_ - 1);
-  if (reduce_now) {
-    const GradReducePlan gp = plan_grad_reduce(r.plan, expert_bytes_);
-    if (!gp.pulls.empty()) {
-      w.grad_reduce = to_engine(grad_reduce_traffic(gp), fabric, compress);
-      const double sm_rate = cal.comm_sms.grad_reduce.value * cal.grad_reduce_bytes_per_sm_s.value;
-      for (int rank = 0; rank < n; ++rank)
-        w.grad_reduce_min_s = std::max(w.grad_reduce_min_s, static_cast<double>(gp.pulled_bytes[rank]) / sm_rate);
+  if (rec.grad_reduce) {
+    const GradReducePlan& gp = *rec.grad_reduce;
+    w.grad_reduce = to_engine(grad_reduce_traffic(gp), fabric, compress);
+    const double sm_rate = cal.comm_sms.grad_reduce.value * cal.grad_reduce_bytes_per_sm_s.value;
+    for (int rank = 0; rank < n; ++rank) {
+      w.grad_reduce_min_s = std::max(w.grad_reduce_min_s, static_cast<double>(gp.pulled_bytes[rank]) / sm_rate);
     }
   }
 }

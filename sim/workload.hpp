@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/balancer.hpp"
+#include "core/step_driver.hpp"
 #include "core/transfer.hpp"
 #include "sim/calibration.hpp"
 #include "sim/cost_model.hpp"
@@ -36,6 +37,7 @@ struct WorkloadOptions {
   bool compress = true;    ///< hand the engine load-preserving compressed matrices (ptask fidelity)
   bool measure_host_planner = false;
   WeightSyncOptions weight_sync;
+  bool check_plans = check_plans_by_default();  ///< ALGORITHMS.md §2.8 checks on every plan (StepDriver)
 };
 
 /// Shared, read-only inputs of every BalancerRun of one simulation.
@@ -108,14 +110,13 @@ class BalancerRun {
   std::string name_;
   ClusterShape shape_;
   WorkloadContext ctx_;
-  std::unique_ptr<Balancer> balancer_;
+  std::unique_ptr<StepDriver> driver_;  // plans, legality, resident replicas, transfer plans
   bool persistent_ = false;
   bool replicates_ = false;
   ExpertBytes expert_bytes_;
   int num_moe_layers_ = 0;
   int64_t num_microbatches_ = 0;
   std::shared_ptr<const SparseTraffic> allgather_;  // the all-gather matrix never changes: built once
-  std::vector<Plan> previous_;                      // per layer: last plan (persistent balancers)
   std::vector<std::vector<LayerWork>> work_;
   BalancerTotals totals_;
 };

@@ -11,6 +11,7 @@
 #include "report/html_report.hpp"
 #include "sim/report.hpp"
 #include "tools/commands.hpp"
+#include "tools/config_cli.hpp"
 #include "tools/logging.hpp"
 #include "tools/sim_options.hpp"
 
@@ -18,7 +19,7 @@ namespace rackep::tools {
 namespace {
 
 struct SimulateArgs {
-  SimCliOptions sim;
+  ConfigCli cli;
   bool json = false;
   bool explain = false;
   bool host_planner_time = false;
@@ -44,7 +45,8 @@ void write_file(const std::string& path, const std::string& flag, const std::str
 }
 
 void run_simulate(const SimulateArgs& a) {
-  sim::SimConfig config = to_sim_config(a.sim);
+  const config::ExperimentConfig exp = resolve_config(a.cli, config::kSimulate);
+  sim::SimConfig config = to_sim_config(exp);
   config.measure_host_planner = a.host_planner_time;
   auto log = logger("sim");
   std::unique_ptr<std::ofstream> timeline_file;
@@ -68,7 +70,7 @@ void run_simulate(const SimulateArgs& a) {
   }
 
   log->info("simulating {} on {} with trace {} ({} fidelity)", config.model, config.topology, config.trace,
-            a.sim.fidelity);
+            exp.fidelity);
   const sim::SimReport report = sim::run_simulation(config, hooks);
   for (const auto& note : report.inputs["notes"]) log->warn("{}", note.get<std::string>());
   if (timeline) {
@@ -79,7 +81,8 @@ void run_simulate(const SimulateArgs& a) {
     write_file(a.dump_topology, "--dump-topology", report.platform.dump(2) + "\n");
     log->info("platform written to {}", a.dump_topology);
   }
-  const nlohmann::json j = sim::report_to_json(report);
+  nlohmann::json j = sim::report_to_json(report);
+  j["config"] = config::to_json(exp, config::kSimulate);  // re-run with --config
   if (!a.report.empty()) {
     report::write_report(a.report, report::simulate_page(j, excerpt.to_json()));
     log->info("report written to {}", a.report);
@@ -88,7 +91,7 @@ void run_simulate(const SimulateArgs& a) {
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << sim::format_table(report);
-    if (a.explain) std::cout << "\n" << sim::column_legend(a.sim.mode == "prefill");
+    if (a.explain) std::cout << "\n" << sim::column_legend(exp.mode == "prefill");
   }
 }
 
@@ -100,8 +103,9 @@ void add_simulate_command(CLI::App& app) {
       "simulate",
       "simulate EP training or prefill on a rack and compare balancers (no arguments: the bundled default, "
       "DeepSeek-V2-Lite ESFT routing on GB200 NVL72 at EP 32)");
-  add_sim_options(*cmd, args->sim);
-  cmd->add_flag("--json", args->json, "print the report as JSON instead of the table");
+  add_config_options(*cmd, config::kSimulate, args->cli);
+  cmd->add_flag("--json", args->json,
+                "print the report as JSON instead of the table (with the resolved config under \"config\")");
   cmd->add_flag("--explain", args->explain, "print what every column means under the table");
   cmd->add_flag("--host-planner-time", args->host_planner_time,
                 "also report the measured host wall time of each planner call (not deterministic)");

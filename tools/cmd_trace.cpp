@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "config/experiment.hpp"
 #include "core/error.hpp"
 #include "core/progress.hpp"
 #include "tools/commands.hpp"
@@ -22,6 +23,13 @@
 #include "traces/trace_writer.hpp"
 
 namespace rackep::tools {
+
+using config::kMaxExperts;
+using config::kMaxImbalance;
+using config::kMaxMicrobatches;
+using config::kMaxRanks;
+using config::kMaxTokensPerRank;
+using config::kMaxTopK;
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -321,30 +329,44 @@ void add_trace_command(CLI::App& app) {
   synth->add_option("--out", synth_args->out, "new trace directory (must not exist)")->required();
   synth->add_option("--kind", synth_args->kind, "zipf (stationary), drift (gradual), switch (abrupt)")
       ->capture_default_str();
-  synth->add_option("--ranks", c.num_ranks, "N source ranks")->capture_default_str();
-  synth->add_option("--experts", c.num_experts, "L logical experts (multiple of N)")->capture_default_str();
-  synth->add_option("--top-k", c.top_k, "experts per token")->capture_default_str();
+  synth->add_option("--ranks", c.num_ranks, "N source ranks")
+      ->capture_default_str()
+      ->check(CLI::Range(1, kMaxRanks));
+  synth->add_option("--experts", c.num_experts, "L logical experts (multiple of N)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, kMaxExperts));
+  synth->add_option("--top-k", c.top_k, "experts per token")
+      ->capture_default_str()
+      ->check(CLI::Range(1, kMaxTopK));
   synth->add_option("--tokens-per-rank", c.tokens_per_rank, "T tokens per rank per microbatch")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, kMaxTokensPerRank));
   synth->add_option("--layers", synth_args->num_layers, "number of layers (ids 0..n-1)")
-      ->capture_default_str();
-  synth->add_option("--microbatches", c.num_microbatches, "microbatches")->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  synth->add_option("--microbatches", c.num_microbatches, "microbatches")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, kMaxMicrobatches));
   synth->add_option("--imbalance", c.imbalance, "target expected rank imbalance rho >= 1")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, kMaxImbalance));
   synth->add_option("--seed", c.seed, "seed")->capture_default_str();
   synth
       ->add_option("--drift-every", c.drift_every,
                    "drift: microbatches per one-expert step (weights blend in between)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 30));
   synth->add_option("--switch-every", c.switch_every, "switch: microbatches per placement")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 30));
   synth->add_flag("--variable-tokens", c.variable_tokens,
                   "token counts round(g*T), g ~ N(0.5, 0.35) in [0, 1]");
   synth->add_flag("--layer-variation", c.layer_variation,
                   "a different seeded hot-expert placement per layer");
   synth->add_option("--model", c.model, "model name for the manifest");
   synth->add_option("--chunk-records", synth_args->chunk_records, "records per chunk file")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   synth->callback([synth_args] { run_synth(*synth_args); });
 
   auto import_args = std::make_shared<ImportArgs>();
@@ -360,9 +382,11 @@ void add_trace_command(CLI::App& app) {
          "directory; jsonl: .jsonl files; loads: one [layers, experts] matrix (.npy, .json, .pt) "
          "(README, Importing production traces)")
       ->required();
-  imp->add_option("--ranks", import_args->num_ranks, "N source ranks (EP size; ESFT: required)");
+  imp->add_option("--ranks", import_args->num_ranks, "N source ranks (EP size; ESFT: required)")
+      ->check(CLI::Range(1, kMaxRanks));
   imp->add_option("--tokens-per-rank", import_args->tokens_per_rank,
-                  "T tokens per rank per microbatch (ESFT: required; else default derived)");
+                  "T tokens per rank per microbatch (ESFT: required; else default derived)")
+      ->check(CLI::Range(int64_t{1}, kMaxTokensPerRank));
   imp->add_option("--policy", import_args->policy,
                   "pack (Megatron-like packing) or whole (unsplit sequences)")
       ->capture_default_str();
@@ -370,13 +394,17 @@ void add_trace_command(CLI::App& app) {
   imp->add_option("--layers", import_args->layers, "MoE layers to import, e.g. 1-26 or 1,5,9 (default all)");
   imp->add_option("--out", import_args->out, "new trace directory (must not exist)")->required();
   imp->add_option("--chunk-records", import_args->chunk_records, "records per chunk file")
-      ->capture_default_str();
-  imp->add_option("--top-k", import_args->top_k, "experts per token, for formats that do not record it");
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  imp->add_option("--top-k", import_args->top_k, "experts per token, for formats that do not record it")
+      ->check(CLI::Range(1, kMaxTopK));
   imp->add_option("--experts", import_args->num_experts,
-                  "logical experts, for formats that do not record it (default: largest id + 1)");
+                  "logical experts, for formats that do not record it (default: largest id + 1)")
+      ->check(CLI::Range(1, kMaxExperts));
   imp->add_option("--replication", import_args->replication,
                   "R-fold replication under TP attention: groups of R ranks hold the same tokens")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, kMaxRanks));
   imp->add_option("--model", import_args->model, "model name for the manifest");
   imp->add_option("--dump", import_args->dump, "sglang: the dump id ({time} of the file names) to import");
   imp->add_flag("--merge-dumps", import_args->merge_dumps,
@@ -401,8 +429,11 @@ void add_trace_command(CLI::App& app) {
   auto stat_args = std::make_shared<StatArgs>();
   CLI::App* stat = trace->add_subcommand("stat", "per-layer imbalance, hottest experts, predictability");
   stat->add_option("trace", stat_args->trace, "trace directory")->required();
-  stat->add_option("--ranks", stat_args->num_ranks, "EP size for the imbalance (default: the trace's N)");
-  stat->add_option("--hot", stat_args->hot, "hottest experts to list and compare")->capture_default_str();
+  stat->add_option("--ranks", stat_args->num_ranks, "EP size for the imbalance (default: the trace's N)")
+      ->check(CLI::Range(1, kMaxRanks));
+  stat->add_option("--hot", stat_args->hot, "hottest experts to list and compare")
+      ->capture_default_str()
+      ->check(CLI::Range(0, kMaxExperts));
   stat->add_flag("--json", stat_args->json, "machine-readable output");
   stat->callback([stat_args] { run_stat(*stat_args); });
 }

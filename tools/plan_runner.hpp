@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/balancer.hpp"
+#include "core/step_driver.hpp"
 #include "core/transfer.hpp"
 #include "traces/trace_format.hpp"
 
@@ -27,10 +28,13 @@ struct PlanRunConfig {
   std::vector<std::string> balancers;
   BalancerOptions options;
   ExpertBytes expert;
+  std::string model;              ///< the model the expert sizes come from
+  std::string model_source;       ///< how it was chosen (--model, the trace's recorded model, default)
+  nlohmann::ordered_json config;  ///< the resolved experiment config, echoed into the JSON report
   WeightSyncOptions weight_sync;  ///< relay column uses this mode (adaptive by default)
   int merge_sources = 1;          ///< consecutive trace source ranks summed into one EP rank
   int64_t max_records = 0;        ///< 0 = all
-  bool check_legality = true;     ///< run the §2.8 checks on every plan (fails loudly on a violation)
+  bool check_legality = check_plans_by_default();  ///< §2.8 checks on every plan (StepDriver)
 };
 
 /// Summary statistics over records of one metric.
@@ -41,6 +45,7 @@ struct Distribution {
 
 struct BalancerReport {
   std::string name;
+  std::string refused;  ///< non-empty: the balancer refused the shape or options (why); no statistics
   Distribution imbalance_before;
   Distribution imbalance_after;
   Distribution domain_lower_bound;
@@ -59,6 +64,8 @@ struct PlanReport {
   TraceManifest manifest;
   ClusterShape shape;
   ExpertBytes expert;
+  std::string model, model_source;
+  nlohmann::ordered_json config;
   int64_t records = 0;
   std::vector<int> record_layer;           ///< per record: layer id
   std::vector<int64_t> record_microbatch;  ///< per record: microbatch id
