@@ -1,6 +1,6 @@
 # cmake/rackep_install.cmake: `cmake --install build [--prefix P]` installs
 #   P/bin/rackep, P/bin/rackep-gpu                         the CLI
-#   P/include/rackep/{core,lplb,traces,sim,report}/*.hpp   headers (same include paths as in the tree:
+#   P/include/rackep/{core,config,lplb,traces,sim,report}/*.hpp headers (same include paths as in the tree:
 #   P/include/rackep/config.hpp                              #include "core/plan.hpp", "rackep/config.hpp")
 #   P/lib/librackep_*.a                                    the libraries
 #   P/lib/cmake/rackep/rackepConfig.cmake (+ Targets, ConfigVersion)
@@ -10,7 +10,7 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(RACKEP_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/rackep)
-set(_rackep_installed_libs core lplb traces sim report)
+set(_rackep_installed_libs core config lplb traces sim report)
 
 foreach(lib IN LISTS _rackep_installed_libs)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${lib}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/rackep/${lib}

@@ -26,7 +26,7 @@
 #include "core/error.hpp"
 #include "core/metrics.hpp"
 #include "lplb/lplb.hpp"
-#include "sim/config_dict.hpp"
+#include "sim/experiment_config.hpp"
 #include "sim/report.hpp"
 #include "sim/simulator.hpp"
 #include "traces/trace_reader.hpp"
@@ -222,7 +222,8 @@ class TraceIterator {
 // One SimGrid engine per process: every simulation runs in a forked child that sends back its JSON report
 // (or its error) through a pipe, so rackep.simulate can be called any number of times.
 py::object simulate(const py::dict& config) {
-  const rackep::sim::SimConfig c = rackep::sim::sim_config_from_json(to_json(config), "config");
+  const rackep::config::ExperimentConfig e = rackep::sim::simulate_config_from_json(to_json(config), "config");
+  const rackep::sim::SimConfig c = rackep::sim::to_sim_config(e);
   int fds[2];
   if (pipe(fds) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
   const pid_t pid = fork();
@@ -231,7 +232,9 @@ py::object simulate(const py::dict& config) {
     close(fds[0]);
     nlohmann::json out;
     try {
-      out = {{"report", rackep::sim::report_to_json(rackep::sim::run_simulation(c))}};
+      nlohmann::json report = rackep::sim::report_to_json(rackep::sim::run_simulation(c));
+      report["config"] = rackep::config::to_json(e, rackep::config::kSimulate);  // as `rackep simulate --json`
+      out = {{"report", report}};
     } catch (const InputError& e) {
       out = {{"input_error", e.what()}};
     } catch (const std::exception& e) {

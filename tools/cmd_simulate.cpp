@@ -13,7 +13,7 @@
 #include "tools/commands.hpp"
 #include "tools/config_cli.hpp"
 #include "tools/logging.hpp"
-#include "tools/sim_options.hpp"
+#include "sim/experiment_config.hpp"
 
 namespace rackep::tools {
 namespace {
@@ -46,7 +46,7 @@ void write_file(const std::string& path, const std::string& flag, const std::str
 
 void run_simulate(const SimulateArgs& a) {
   const config::ExperimentConfig exp = resolve_config(a.cli, config::kSimulate);
-  sim::SimConfig config = to_sim_config(exp);
+  sim::SimConfig config = sim::to_sim_config(exp);
   config.measure_host_planner = a.host_planner_time;
   auto log = logger("sim");
   std::unique_ptr<std::ofstream> timeline_file;

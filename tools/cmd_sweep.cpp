@@ -27,7 +27,7 @@
 #include "tools/config_cli.hpp"
 #include "tools/logging.hpp"
 #include "tools/mpi_job.hpp"
-#include "tools/sim_options.hpp"
+#include "sim/experiment_config.hpp"
 
 extern char** environ;
 
@@ -153,7 +153,7 @@ std::string cell(const nlohmann::json& b, const char* key, const char* f) {
 void run_sweep(const SweepArgs& a) {
   if (a.jobs < 1 || a.jobs > 1024) throw InputError("--jobs", std::to_string(a.jobs), "must be in [1, 1024]");
   const config::ExperimentConfig base = resolve_config(a.cli, config::kSweep);
-  to_sim_config(base);  // validate the shared options once, before spawning anything
+  sim::to_sim_config(base);  // validate the shared options once, before spawning anything
   const std::vector<Axis> axes = parse_grid(a.grid);
   std::vector<std::vector<std::string>> combos(1);
   for (const Axis& axis : axes) {

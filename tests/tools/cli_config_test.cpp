@@ -114,13 +114,14 @@ TEST(CliConfig, EchoedConfigReRunsThePlan) {
 TEST(CliConfig, SimulateTakesBalancerOptionsAndConfigFiles) {
   const std::string path = (std::filesystem::temp_directory_path() / "rackep_sim_cfg.json").string();
   std::ofstream(path) << R"({"trace": "synthetic:zipf", "ranks": 8, "microbatches": 2, "tokens_per_rank": 256,
-                             "fidelity": "analytic", "balancers": ["eplb"], "eplb": {"window": 1, "period": 2}})";
+                             "fidelity": "flow", "balancers": ["eplb"], "eplb": {"window": 1, "period": 2}})";
   const CliRun r = run_rackep("--log-level warn simulate --config " + path + " --set eplb.window=2 --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["config"]["eplb"]["window"], 2) << "--set overrides the file";
   EXPECT_EQ(j["config"]["eplb"]["period"], 2);
-  EXPECT_EQ(j["config"]["schedule"], "sequential");
+  EXPECT_TRUE(j["config"]["schedule"].is_null()) << "absent: the mode's overlapped schedule";
+  EXPECT_EQ(j["inputs"]["schedule"], "dualpipe");
   EXPECT_EQ(j["config"]["pp"], 1);
   const std::string bad = (std::filesystem::temp_directory_path() / "rackep_sim_bad.json").string();
   std::ofstream(bad) << R"({"eplb": {"widow": 2}})";

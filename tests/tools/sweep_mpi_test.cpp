@@ -27,7 +27,7 @@ TEST(SweepMpi, TwoRanksGiveTheLocalTableAndCsv) {
   std::filesystem::create_directories(dir);
   const std::string bin = std::string(RACKEP_BINARY_DIR) +
                           "/rackep --log-level warn sweep --trace synthetic:zipf "
-                          "--ranks 8 --microbatches 1 --tokens-per-rank 256 --fidelity analytic "
+                          "--ranks 8 --microbatches 1 --tokens-per-rank 256 "
                           "--balancers none,ultraep --grid slots=0,1,2 --grid imbalance=1.5,2 ";
   const test::CliRun local = test::run_command(bin + "--jobs 2 --csv " + (dir / "local.csv").string() +
                                                " > " + (dir / "local.txt").string());

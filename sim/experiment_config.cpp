@@ -1,17 +1,17 @@
-#include "tools/sim_options.hpp"
+#include "sim/experiment_config.hpp"
 
-namespace rackep::tools {
+namespace rackep::sim {
 
-sim::SimConfig to_sim_config(const config::ExperimentConfig& c) {
-  sim::SimConfig s;
+SimConfig to_sim_config(const config::ExperimentConfig& c) {
+  SimConfig s;
   s.model = c.model;
   s.topology = c.topology;
   s.trace = c.trace;
   s.calibration = c.calibration;
   s.balancers = c.balancers;
-  s.mode = sim::parse_mode(c.mode);
-  s.fidelity = sim::parse_fidelity(c.fidelity);
-  s.precision = sim::parse_precision(c.precision);
+  s.mode = parse_mode(c.mode);
+  s.fidelity = parse_fidelity(c.fidelity);
+  s.precision = parse_precision(c.precision);
   // Absent optional fields are 0 in SimConfig: "derive it" (sim/trace_source.hpp decides how).
   s.ranks = c.ranks.value_or(0);
   s.slots = c.slots;
@@ -33,4 +33,11 @@ sim::SimConfig to_sim_config(const config::ExperimentConfig& c) {
   return s;
 }
 
-}  // namespace rackep::tools
+config::ExperimentConfig simulate_config_from_json(const nlohmann::json& j, const std::string& source) {
+  config::ExperimentConfig c;
+  config::load_config_json(j, c, source);
+  config::apply_command_defaults(c, config::kSimulate);
+  return c;
+}
+
+}  // namespace rackep::sim
