@@ -81,11 +81,12 @@ void run([[maybe_unused]] const CalibrateArgs& a) {
                      {"source", tag + ": grouped bf16 SwiGLU expert GEMMs (H=" +
                                     std::to_string(model.hidden) + ", F=" + std::to_string(model.expert_ffn) +
                                     ") / peak " + std::to_string(m.peak_flops / 1e12) + " TFLOPS"}});
-  c["gemm_efficiency"] = curve;
+  // The forward curve is measured; dgrad and wgrad keep the base file's curves (and their sources).
+  c["gemm_efficiency"]["forward"] = curve;
   c["kernel_launch_s"] = sourced(m.kernel_launch_s, tag + ": empty kernel, launch to completion");
   c["weight_sync_launch_s"] =
       sourced(m.weight_sync_launch_s, tag + ": intercept of weight_sync time vs bytes");
-  c["grad_reduce_num_sms"] = sourced(m.grad_reduce_num_sms, tag + ": blocks used for the measurement");
+  c["comm_sms"]["grad_reduce"] = sourced(m.grad_reduce_num_sms, tag + ": blocks used for the measurement");
   c["grad_reduce_bytes_per_sm_s"] =
       sourced(m.grad_reduce_bytes_per_sm_s, tag + ": pulled bytes / time / blocks");
   if (c.contains("planners") && c["planners"].contains("ultraep")) {
