@@ -222,7 +222,8 @@ class TraceIterator {
 // One SimGrid engine per process: every simulation runs in a forked child that sends back its JSON report
 // (or its error) through a pipe, so rackep.simulate can be called any number of times.
 py::object simulate(const py::dict& config) {
-  const rackep::config::ExperimentConfig e = rackep::sim::simulate_config_from_json(to_json(config), "config");
+  const rackep::config::ExperimentConfig e =
+      rackep::sim::simulate_config_from_json(to_json(config), "config");
   const rackep::sim::SimConfig c = rackep::sim::to_sim_config(e);
   int fds[2];
   if (pipe(fds) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
@@ -233,7 +234,8 @@ py::object simulate(const py::dict& config) {
     nlohmann::json out;
     try {
       nlohmann::json report = rackep::sim::report_to_json(rackep::sim::run_simulation(c));
-      report["config"] = rackep::config::to_json(e, rackep::config::kSimulate);  // as `rackep simulate --json`
+      report["config"] =
+          rackep::config::to_json(e, rackep::config::kSimulate);  // as `rackep simulate --json`
       out = {{"report", report}};
     } catch (const InputError& e) {
       out = {{"input_error", e.what()}};

@@ -41,7 +41,8 @@ const PlannerCost& Calibration::planner(const std::string& balancer) const {
   return planners.at("default");
 }
 
-const AttentionEfficiency& Calibration::attention_for(const std::string& arch, const std::string& type) const {
+const AttentionEfficiency& Calibration::attention_for(const std::string& arch,
+                                                      const std::string& type) const {
   for (const AttentionEfficiency& a : attention)
     if (a.arch == arch && a.type == type) return a;
   throw InputError(file, "attention",
@@ -84,7 +85,8 @@ Calibration load_calibration(const std::string& path) {
       const std::string key = to_string(static_cast<GemmPass>(pass));
       const std::string where = "gemm_efficiency." + key;
       const nlohmann::json& curve = curves.raw(key);
-      if (!curve.is_array() || curve.empty()) throw InputError(path, where, "must be a non-empty array of points");
+      if (!curve.is_array() || curve.empty())
+        throw InputError(path, where, "must be a non-empty array of points");
       std::vector<EfficiencyPoint>& out = c.gemm_curves[pass];
       for (size_t i = 0; i < curve.size(); ++i) {
         JsonFields p(curve[i], path, where + "[" + std::to_string(i) + "]");

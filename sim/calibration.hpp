@@ -1,7 +1,7 @@
 // File: sim/calibration.hpp
-// The efficiency side of the cost model (docs/HARDWARE.md, docs/ALGORITHMS.md §3.5-3.6, §7): GEMM efficiency as a
-// function of tokens per expert, attention efficiency, achieved link bandwidths, fixed per-kernel costs and
-// the modelled planner/reroute time of each balancer. The default (configs/calibration/default.json) is
+// The efficiency side of the cost model (docs/HARDWARE.md, docs/ALGORITHMS.md §3.5-3.6, §7): GEMM efficiency
+// as a function of tokens per expert, attention efficiency, achieved link bandwidths, fixed per-kernel costs
+// and the modelled planner/reroute time of each balancer. The default (configs/calibration/default.json) is
 // derived from datasheets and public measured curves, each value with its source; `rackep calibrate` writes
 // one measured on a real GPU in the same format. Usage:
 //   Calibration c = load_calibration(resolve_data_file("default", "configs/calibration", "--calibration"));

@@ -78,8 +78,8 @@ double CostModel::attention_bytes_per_token() const {
 double CostModel::attention_forward_s(double tokens, double attended_keys) const {
   if (tokens <= 0.0) return 0.0;
   const double proj = gemm_s(model_.attention_projection_flops_per_token() * tokens, tokens);
-  const double core = model_.attention_core_flops_per_key() * attended_keys /
-                      (bf16_peak_ * attention_eff_.forward.value);
+  const double core =
+      model_.attention_core_flops_per_key() * attended_keys / (bf16_peak_ * attention_eff_.forward.value);
   return proj + core + memory_s(attention_bytes_per_token() * tokens) + cal_.kernel_launch_s.value;
 }
 
@@ -94,10 +94,10 @@ double CostModel::attention_backward_s(double tokens, double attended_keys) cons
   return proj + core + memory_s(bytes * tokens) + cal_.kernel_launch_s.value;
 }
 
-double CostModel::expert_gemm_s(const std::vector<int64_t>& instance_tokens, double flops_factor, GemmPass pass,
-                                double weight_reads) const {
-  const double weight_read_s =
-      weight_reads * 3.0 * model_.hidden * model_.expert_ffn * weight_elt_bytes() / gpu_.hbm_bytes_per_s.value;
+double CostModel::expert_gemm_s(const std::vector<int64_t>& instance_tokens, double flops_factor,
+                                GemmPass pass, double weight_reads) const {
+  const double weight_read_s = weight_reads * 3.0 * model_.hidden * model_.expert_ffn * weight_elt_bytes() /
+                               gpu_.hbm_bytes_per_s.value;
   double t = 0.0;
   for (int64_t n : instance_tokens) {
     if (n <= 0) continue;
@@ -121,7 +121,8 @@ MoeLayerCompute CostModel::moe_layer(double tokens, double attended_keys,
   const double shared_bytes = model_.num_shared_experts * (6.0 * f + quantize_bytes(f));
   if (tokens > 0.0) {
     c.attention = attention_forward_s(tokens, attended_keys);
-    c.router = gemm_s(model_.router_flops_per_token() * tokens, tokens) + memory_s(router_bytes * tokens) + launch;
+    c.router =
+        gemm_s(model_.router_flops_per_token() * tokens, tokens) + memory_s(router_bytes * tokens) + launch;
     if (model_.num_shared_experts > 0) {
       const double weights = 3.0 * h * f * model_.num_shared_experts * weight_elt_bytes();
       c.shared_expert = std::max(gemm_s(model_.shared_expert_flops_per_token() * tokens, tokens),
@@ -129,8 +130,9 @@ MoeLayerCompute CostModel::moe_layer(double tokens, double attended_keys,
                         memory_s(shared_bytes * tokens) + launch;
     }
   }
-  if (pairs > 0.0) c.experts = expert_gemm_s(instance_tokens, 1.0, GemmPass::kForward, 1.0) +
-                               memory_s(pair_bytes * pairs) + launch;
+  if (pairs > 0.0)
+    c.experts =
+        expert_gemm_s(instance_tokens, 1.0, GemmPass::kForward, 1.0) + memory_s(pair_bytes * pairs) + launch;
   if (!train) return c;
   if (tokens > 0.0) {
     c.attention_bwd = attention_backward_s(tokens, attended_keys);
@@ -138,7 +140,8 @@ MoeLayerCompute CostModel::moe_layer(double tokens, double attended_keys,
                    memory_s(2.0 * router_bytes * tokens) + launch;
     if (model_.num_shared_experts > 0) {
       const double flops = model_.shared_expert_flops_per_token() * tokens;
-      c.shared_expert_bwd = gemm_s(flops, tokens, GemmPass::kDgrad) + gemm_s(flops, tokens, GemmPass::kWgrad) +
+      c.shared_expert_bwd = gemm_s(flops, tokens, GemmPass::kDgrad) +
+                            gemm_s(flops, tokens, GemmPass::kWgrad) +
                             memory_s(2.0 * shared_bytes * tokens + quantize_bytes(h + f) * tokens) + launch;
     }
   }

@@ -1,7 +1,7 @@
 // File: sim/cost_model.hpp
-// Compute time and memory of one rank (docs/HARDWARE.md "Cost model"): FLOPs from the model config, peak rates and
-// HBM bandwidth from the topology's GPU, efficiencies from the calibration file. Pure functions of their
-// inputs. Usage:
+// Compute time and memory of one rank (docs/HARDWARE.md "Cost model"): FLOPs from the model config, peak
+// rates and HBM bandwidth from the topology's GPU, efficiencies from the calibration file. Pure functions of
+// their inputs. Usage:
 //   CostModel cm(model, topology.gpu, calibration, Precision::kFp8, Precision::kFp8);
 //   MoeLayerCompute c = cm.moe_layer(4096, 4096 * 2048.5, {4096, 3900, 0, 12}, /*train=*/true);
 #pragma once
@@ -82,7 +82,8 @@ class CostModel {
 
  private:
   double quantize_bytes(double elements) const;
-  double attention_bytes_per_token() const;  ///< memory-bound kernels around attention, forward  ///< BF16 -> FP8 cast with 1x128 scales (0 in BF16)
+  double attention_bytes_per_token() const;  ///< memory-bound kernels around attention, forward  ///< BF16 ->
+                                             ///< FP8 cast with 1x128 scales (0 in BF16)
   double expert_gemm_s(const std::vector<int64_t>& instance_tokens, double flops_factor, GemmPass pass,
                        double weight_reads) const;
 

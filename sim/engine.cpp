@@ -27,7 +27,9 @@ Fidelity parse_fidelity(const std::string& text) {
   throw InputError("--fidelity", text, "must be ptask or flow");
 }
 
-const char* to_string(Fidelity f) { return f == Fidelity::kPtask ? "ptask" : "flow"; }
+const char* to_string(Fidelity f) {
+  return f == Fidelity::kPtask ? "ptask" : "flow";
+}
 
 nlohmann::json fabric_to_json(const Fabric& f) {
   nlohmann::json j = {{"topology", f.topology_name},
@@ -73,7 +75,7 @@ struct StepEngine::Impl {
   const StepGraph* g = nullptr;
   int n = 0;
   double t0 = 0.0;
-  std::vector<char> done;                  // [op * N + r]
+  std::vector<char> done;                     // [op * N + r]
   std::vector<sg4::ConditionVariablePtr> cv;  // per rank: an op of that rank finished
   std::vector<sg4::MutexPtr> mu;
   std::vector<int> held_sms;  // per rank
@@ -144,17 +146,16 @@ struct StepEngine::Impl {
       peers.resize(num);
       for (int i = 0; i < num; ++i) {
         peers[i] = zone->create_host("pp-peer-" + std::to_string(i), kHostSpeed);
-        sg4::Link* pn =
-            zone->create_split_duplex_link("pp-peer-nic-" + std::to_string(i), f.nic_bytes_per_s)
-                ->set_latency(f.nic_latency_s);
-        zone->add_route(hosts[i]->get_netpoint(), peers[i]->get_netpoint(), nullptr, nullptr,
-                        {sg4::LinkInRoute(nics[i], Dir::UP), sg4::LinkInRoute(core),
-                         sg4::LinkInRoute(pn, Dir::DOWN)},
-                        false);
-        zone->add_route(peers[i]->get_netpoint(), hosts[i]->get_netpoint(), nullptr, nullptr,
-                        {sg4::LinkInRoute(pn, Dir::UP), sg4::LinkInRoute(core),
-                         sg4::LinkInRoute(nics[i], Dir::DOWN)},
-                        false);
+        sg4::Link* pn = zone->create_split_duplex_link("pp-peer-nic-" + std::to_string(i), f.nic_bytes_per_s)
+                            ->set_latency(f.nic_latency_s);
+        zone->add_route(
+            hosts[i]->get_netpoint(), peers[i]->get_netpoint(), nullptr, nullptr,
+            {sg4::LinkInRoute(nics[i], Dir::UP), sg4::LinkInRoute(core), sg4::LinkInRoute(pn, Dir::DOWN)},
+            false);
+        zone->add_route(
+            peers[i]->get_netpoint(), hosts[i]->get_netpoint(), nullptr, nullptr,
+            {sg4::LinkInRoute(pn, Dir::UP), sg4::LinkInRoute(core), sg4::LinkInRoute(nics[i], Dir::DOWN)},
+            false);
       }
     }
     zone->seal();
@@ -243,7 +244,8 @@ struct StepEngine::Impl {
     }
     const size_t m = hs.size();
     std::vector<double> flops(m, 0.0), bytes(m * m, 0.0);
-    for (size_t k : rows) bytes[static_cast<size_t>(index[src[k]]) * m + index[dst[k]]] += t.bytes[k] * c.scale;
+    for (size_t k : rows)
+      bytes[static_cast<size_t>(index[src[k]]) * m + index[dst[k]]] += t.bytes[k] * c.scale;
     sg4::this_actor::parallel_execute(hs, flops, bytes);
   }
 
@@ -337,7 +339,8 @@ StepEngine::~StepEngine() = default;
 
 StepResult StepEngine::run(const StepGraph& graph) {
   Impl& m = *impl_;
-  RACKEP_CHECK(graph.num_ranks() == m.cfg.fabric.num_ranks, "StepEngine::run: graph does not match the fabric");
+  RACKEP_CHECK(graph.num_ranks() == m.cfg.fabric.num_ranks,
+               "StepEngine::run: graph does not match the fabric");
   RACKEP_CHECK(!graph.has_peer_traffic() || m.cfg.peers, "StepEngine::run: PP sends need peer hosts");
   const int n = graph.num_ranks();
   const size_t num_ops = graph.ops().size();
@@ -374,8 +377,9 @@ StepResult StepEngine::run(const StepGraph& graph) {
   for (int r = 0; r < n; ++r) {
     for (size_t id = 0; id < num_ops; ++id) {
       if (!m.done[id * n + r]) {
-        RACKEP_CHECK(false, "simulation deadlock: operation " + std::string(phase_name(graph.ops()[id].phase)) +
-                    " of rank " + std::to_string(r) + " never ran (a dependency cycle in the schedule)");
+        RACKEP_CHECK(false, "simulation deadlock: operation " +
+                                std::string(phase_name(graph.ops()[id].phase)) + " of rank " +
+                                std::to_string(r) + " never ran (a dependency cycle in the schedule)");
       }
     }
   }

@@ -37,14 +37,14 @@ constexpr int kMaxFlowRanks = 144;
 struct EngineConfig {
   Fidelity fidelity = Fidelity::kPtask;
   Fabric fabric;
-  int num_sms = 1;        ///< SMs per GPU
-  bool peers = false;     ///< build one pipeline peer host per rank (PP sends)
-  bool compress = true;   ///< ptask: hand SimGrid the load-preserving compressed matrices
+  int num_sms = 1;       ///< SMs per GPU
+  bool peers = false;    ///< build one pipeline peer host per rank (PP sends)
+  bool compress = true;  ///< ptask: hand SimGrid the load-preserving compressed matrices
 };
 
 struct StepResult {
-  double span_s = 0.0;             ///< from the first operation's start to the last operation's end
-  std::vector<double> start, end;  ///< [op * N + rank], relative to the step's start
+  double span_s = 0.0;                       ///< from the first operation's start to the last operation's end
+  std::vector<double> start, end;            ///< [op * N + rank], relative to the step's start
   std::vector<double> coll_start, coll_end;  ///< per collective: bytes start moving / done (launch excluded)
 };
 

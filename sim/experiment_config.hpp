@@ -1,7 +1,7 @@
 // File: sim/experiment_config.hpp
-// The simulator's config (SimConfig) from the experiment config (config/experiment.hpp) that `rackep simulate`,
-// `rackep sweep` and the Python module read: the one conversion, so every front end simulates the same thing.
-// Usage:
+// The simulator's config (SimConfig) from the experiment config (config/experiment.hpp) that `rackep
+// simulate`, `rackep sweep` and the Python module read: the one conversion, so every front end simulates the
+// same thing. Usage:
 //   config::ExperimentConfig e;  config::load_config_json(dict, e, "config");
 //   config::apply_command_defaults(e, config::kSimulate);
 //   SimReport r = run_simulation(to_sim_config(e));

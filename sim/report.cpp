@@ -35,7 +35,8 @@ std::string format_table(const SimReport& r) {
     << in["moe_layers"].get<int>() << " MoE layers (+" << in["dense_layers"].get<int>() << " dense), "
     << in["tokens_per_rank"].get<int64_t>() << " tokens per rank, seq " << in["seq_len"].get<int>() << ", "
     << in["precision"].get<std::string>() << (in["recompute"].get<bool>() ? ", full recompute" : "")
-    << ", fidelity " << in["fidelity"].get<std::string>() << ", schedule " << in["schedule"].get<std::string>()
+    << ", fidelity " << in["fidelity"].get<std::string>() << ", schedule "
+    << in["schedule"].get<std::string>()
     << (in["pp"].get<int>() > 1 ? ", PP " + std::to_string(in["pp"].get<int>()) : std::string()) << "\n";
   for (const auto& note : in["notes"]) o << "note: " << note.get<std::string>() << "\n";
   bool host = false;
@@ -44,7 +45,7 @@ std::string format_table(const SimReport& r) {
       {"balancer", 15}, {"imbalance", 10},   {prefill ? "prefill ms" : "step ms", 11},
       {"tokens/s", 11}, {"TFLOPS/GPU", 11},  {"% ideal", 8},
       {"vs none", 8},   {"overhead ms", 12}, {"replicas", 9},
-      {"act GiB", 8},   {"slots GiB", 10}, {"mem GiB", 9}};
+      {"act GiB", 8},   {"slots GiB", 10},   {"mem GiB", 9}};
   std::string header;
   for (size_t i = 0; i < cols.size(); ++i) header += pad(cols[i].first, cols[i].second, i == 0);
   if (host) header += pad("host plan us", 13);
@@ -86,7 +87,8 @@ std::string column_legend(bool prefill) {
        "experts)\n"
     << "vs none      speed-up over no balancing\n"
     << "overhead ms  balancing time not hidden under other work, per " << (prefill ? "pass" : "step")
-    << " (load gather, planning, reroute, weight_sync, restore, grad_reduce, placement updates), busiest rank\n"
+    << " (load gather, planning, reroute, weight_sync, restore, grad_reduce, placement updates), busiest "
+       "rank\n"
     << "replicas     mean replicas (instances beyond one per expert) per (layer, microbatch)\n"
     << "act GiB      peak activation memory of the busiest rank\n"
     << "slots GiB    extra memory per rank of the redundant slots (weights, + fp32 gradients in training)\n"

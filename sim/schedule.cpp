@@ -26,7 +26,8 @@ Schedule parse_schedule(const std::string& text, Mode mode, int pp) {
     throw InputError("--schedule", text, "is a training schedule; prefill uses sequential or two-batch");
   }
   if (pp < 1) throw InputError("--pp", std::to_string(pp), "must be >= 1");
-  if (mode == Mode::kPrefill && pp > 1) throw InputError("--pp", std::to_string(pp), "prefill runs without PP");
+  if (mode == Mode::kPrefill && pp > 1)
+    throw InputError("--pp", std::to_string(pp), "prefill runs without PP");
   if (s == Schedule::kDualPipe && pp > 1 && pp % 2 != 0) {
     throw InputError("--pp", std::to_string(pp), "dualpipe needs an even number of pipeline stages");
   }
@@ -62,9 +63,9 @@ std::shared_ptr<const SparseTraffic> peer_traffic(const std::vector<double>& tok
 }
 
 // One chunk (the forward or the backward of one microbatch over the stage's layers) being emitted layer by
-// layer. Its compute goes to `compute`, its communication to `comm`; two chunks that overlap share the compute
-// stream (their kernels interleave in a fixed order, as DualPipe and two-batch overlap issue them) and have a
-// communication stream each.
+// layer. Its compute goes to `compute`, its communication to `comm`; two chunks that overlap share the
+// compute stream (their kernels interleave in a fixed order, as DualPipe and two-batch overlap issue them)
+// and have a communication stream each.
 struct ChunkState {
   Chunk c;
   int compute = 0, comm = 0;
@@ -124,13 +125,15 @@ class Builder {
       note(st, g_.add_collective(Phase::kWeightSync, K, layer, mb, s, {plan}));
     }
     const uint32_t rr = note(st, g_.add_compute(Phase::kReroute, C, layer, mb, w.reroute));
-    st.dispatch = note(st, g_.add_collective(Phase::kDispatch, K, layer, mb, a2a(w.tokens, p_.dispatch_bytes, false), {rr}));
+    st.dispatch = note(
+        st, g_.add_collective(Phase::kDispatch, K, layer, mb, a2a(w.tokens, p_.dispatch_bytes, false), {rr}));
     note(st, g_.add_compute(Phase::kSharedExpert, C, layer, mb, w.shared_expert));
   }
   void fwd_second(ChunkState& st) {
     const int mb = st.c.mb, layer = p_.first_decoder_layer + static_cast<int>(st.next);
     const LayerWork& w = work_[mb][st.next];
-    const uint32_t ex = note(st, g_.add_compute(Phase::kExperts, st.compute, layer, mb, w.experts, {st.dispatch}));
+    const uint32_t ex =
+        note(st, g_.add_compute(Phase::kExperts, st.compute, layer, mb, w.experts, {st.dispatch}));
     st.deps = {note(st, g_.add_collective(Phase::kCombine, st.comm, layer, mb,
                                           a2a(w.tokens, p_.combine_bytes, true), {ex}))};
     ++st.next;
@@ -144,14 +147,15 @@ class Builder {
     const LayerWork& w = work_[mb][i];
     if (p_.recompute) {
       // Full recompute re-runs the layer's forward with the saved plan (no gather, plan or weight_sync).
-      const uint32_t a = note(st, g_.add_compute(Phase::kAttention, C, layer, mb, w.attention, take(st), true));
+      const uint32_t a =
+          note(st, g_.add_compute(Phase::kAttention, C, layer, mb, w.attention, take(st), true));
       note(st, g_.add_compute(Phase::kRouter, C, layer, mb, w.router, {}, true));
       const uint32_t dp = note(st, g_.add_collective(Phase::kDispatch, K, layer, mb,
                                                      a2a(w.tokens, p_.dispatch_bytes, false), {a}, true));
       note(st, g_.add_compute(Phase::kSharedExpert, C, layer, mb, w.shared_expert, {}, true));
       const uint32_t ex = note(st, g_.add_compute(Phase::kExperts, C, layer, mb, w.experts, {dp}, true));
-      st.deps = {note(st, g_.add_collective(Phase::kCombine, K, layer, mb, a2a(w.tokens, p_.combine_bytes, true),
-                                            {ex}, true))};
+      st.deps = {note(st, g_.add_collective(Phase::kCombine, K, layer, mb,
+                                            a2a(w.tokens, p_.combine_bytes, true), {ex}, true))};
     }
     std::vector<uint32_t> dgrad_deps;
     if (w.weight_restore) {
@@ -280,8 +284,8 @@ class Builder {
 
 }  // namespace
 
-StepPlan build_step_graph(const std::vector<std::vector<LayerWork>>& work, const std::vector<DenseWork>& dense,
-                          const ScheduleParams& p) {
+StepPlan build_step_graph(const std::vector<std::vector<LayerWork>>& work,
+                          const std::vector<DenseWork>& dense, const ScheduleParams& p) {
   RACKEP_CHECK(!work.empty() && work.size() == dense.size(), "build_step_graph: inputs do not match");
   const int n = static_cast<int>(dense[0].tokens.size());
   StepPlan out{StepGraph(n), {}, static_cast<int>(work.size())};
@@ -315,8 +319,9 @@ StepPlan build_step_graph(const std::vector<std::vector<LayerWork>>& work, const
   switch (p.schedule) {
     case Schedule::kSequential:
       for (int mb = 0; mb < m; ++mb) {
-        fwd[mb] = b.alone(false, mb, fwd_deps(mb, mb > 0 ? std::vector<uint32_t>{bwd[mb - 1].last}
-                                                            : std::vector<uint32_t>{}));
+        fwd[mb] =
+            b.alone(false, mb,
+                    fwd_deps(mb, mb > 0 ? std::vector<uint32_t>{bwd[mb - 1].last} : std::vector<uint32_t>{}));
         bwd[mb] = b.alone(true, mb, bwd_deps(mb, {}));
       }
       break;
@@ -325,8 +330,8 @@ StepPlan build_step_graph(const std::vector<std::vector<LayerWork>>& work, const
       for (int mb = 0; mb < warmup; ++mb) fwd[mb] = b.alone(false, mb, fwd_deps(mb, {}));
       for (int i = 0; i + warmup < m; ++i) {
         const int f = i + warmup;
-        fwd[f] = b.alone(false, f, fwd_deps(f, i > 0 ? std::vector<uint32_t>{bwd[i - 1].last}
-                                                        : std::vector<uint32_t>{}));
+        fwd[f] = b.alone(
+            false, f, fwd_deps(f, i > 0 ? std::vector<uint32_t>{bwd[i - 1].last} : std::vector<uint32_t>{}));
         bwd[i] = b.alone(true, i, bwd_deps(i, {}));
       }
       for (int i = std::max(0, m - warmup); i < m; ++i) bwd[i] = b.alone(true, i, bwd_deps(i, {}));
@@ -336,9 +341,9 @@ StepPlan build_step_graph(const std::vector<std::vector<LayerWork>>& work, const
       // Pair k overlaps F(k) with B(k-1); the next pair starts when both are done.
       fwd[0] = b.alone(false, 0, {});
       for (int k = 1; k < m; ++k) {
-        const auto [f, bk] = b.overlapped(false, k, fwd_deps(k, k >= 2 ? std::vector<uint32_t>{bwd[k - 2].last}
-                                                                         : std::vector<uint32_t>{}),
-                                          true, k - 1, bwd_deps(k - 1, {}));
+        const auto [f, bk] = b.overlapped(
+            false, k, fwd_deps(k, k >= 2 ? std::vector<uint32_t>{bwd[k - 2].last} : std::vector<uint32_t>{}),
+            true, k - 1, bwd_deps(k - 1, {}));
         fwd[k] = f;
         bwd[k - 1] = bk;
       }

@@ -42,7 +42,7 @@ struct ScheduleParams {
   Schedule schedule = Schedule::kSequential;
   int pp = 1;
   bool recompute = false;
-  int num_dense_layers = 0;    ///< dense decoder layers on this stage
+  int num_dense_layers = 0;     ///< dense decoder layers on this stage
   int first_decoder_layer = 0;  ///< decoder index of the stage's first MoE layer
   bool lm_head = true;          ///< the stage holds the LM head
   double all_to_all_launch_s = 0.0, allgather_launch_s = 0.0, weight_sync_launch_s = 0.0;
@@ -66,7 +66,7 @@ struct StepPlan {
 };
 
 /// `work[mb][layer]` from BalancerRun::work(), `dense[mb]` per microbatch.
-StepPlan build_step_graph(const std::vector<std::vector<LayerWork>>& work, const std::vector<DenseWork>& dense,
-                          const ScheduleParams& params);
+StepPlan build_step_graph(const std::vector<std::vector<LayerWork>>& work,
+                          const std::vector<DenseWork>& dense, const ScheduleParams& params);
 
 }  // namespace rackep::sim

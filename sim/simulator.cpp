@@ -92,9 +92,10 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   spec.num_experts = model.num_experts;
   spec.top_k = model.top_k;
   // With PP the simulated stage replays only its share of the MoE layers (see stage_moe below).
-  spec.num_layers = c.pp > 1 ? std::max(1, static_cast<int>(std::lround(
-                                               static_cast<double>(model.num_moe_layers()) / c.pp)))
-                             : model.num_moe_layers();
+  spec.num_layers =
+      c.pp > 1
+          ? std::max(1, static_cast<int>(std::lround(static_cast<double>(model.num_moe_layers()) / c.pp)))
+          : model.num_moe_layers();
   spec.tokens_per_rank = c.tokens_per_rank;
   spec.microbatches = c.microbatches;
   spec.imbalance = c.imbalance;
@@ -134,9 +135,9 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   const Schedule schedule = parse_schedule(
       c.schedule.empty() ? (c.mode == Mode::kTrain ? "dualpipe" : "two-batch") : c.schedule, c.mode, c.pp);
   const bool halves = schedule == Schedule::kTwoBatch;
-  const Precision bwd_comm =
-      c.backward_comm_precision.empty() ? c.precision
-                                        : parse_precision(c.backward_comm_precision, "--backward-comm-precision");
+  const Precision bwd_comm = c.backward_comm_precision.empty()
+                                 ? c.precision
+                                 : parse_precision(c.backward_comm_precision, "--backward-comm-precision");
   const Fabric fabric = build_fabric(c, in.topology, cal, n);
   const ClusterShape shape = ClusterShape::from_experts(n, model.num_experts, c.slots, fabric.domain_size,
                                                         "--ranks/--slots/--domain");
@@ -146,8 +147,9 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   const int stage_moe = spec.num_layers;
   const int stage_dense = c.pp > 1 ? 0 : model.num_dense_layers;
   if (c.pp > 1) {
-    notes.push_back("pipeline stage of " + std::to_string(stage_moe) + " MoE layers (" + std::to_string(num_moe) +
-                    " / " + std::to_string(c.pp) + " stages); dense layers and LM head sit on other stages");
+    notes.push_back("pipeline stage of " + std::to_string(stage_moe) + " MoE layers (" +
+                    std::to_string(num_moe) + " / " + std::to_string(c.pp) +
+                    " stages); dense layers and LM head sit on other stages");
   }
   if (halves) notes.push_back("two-batch: every pass is split into two half microbatches that overlap");
 
@@ -173,7 +175,8 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   // why; the others run. none and ideal never refuse.
   const std::vector<std::string> known = balancer_names();
   for (const std::string& name : names)  // an unknown name is bad input, not a refusal
-    if (std::find(known.begin(), known.end(), name) == known.end()) make_balancer(name, shape, c.balancer_options);
+    if (std::find(known.begin(), known.end(), name) == known.end())
+      make_balancer(name, shape, c.balancer_options);
   std::vector<std::unique_ptr<BalancerRun>> runs;
   std::vector<std::string> refused(names.size());
   for (size_t i = 0; i < names.size(); ++i) {
@@ -221,7 +224,8 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
           inputs.keys_full.push_back(full_keys);
           inputs.keys_window.push_back(
               model.attention.sliding_window > 0
-                  ? source.attended_keys(rec.microbatch, r, tokens * parts, model.attention.sliding_window) / parts
+                  ? source.attended_keys(rec.microbatch, r, tokens * parts, model.attention.sliding_window) /
+                        parts
                   : full_keys);
           const DenseLayerCompute dc = cost.dense_layer(tokens, full_keys, train);
           d.attention.push_back(dc.attention);
@@ -235,11 +239,12 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
           d.saved_bytes.push_back(c.recompute ? cost.recompute_saved_bytes(tokens) : d.working_bytes.back());
           d.tokens.push_back(tokens);
           global_tokens += tokens;
-          const double f = stage_dense * ((model.attention_projection_flops_per_token() +
-                                           model.dense_ffn_flops_per_token()) *
-                                              tokens +
-                                          model.attention_core_flops_per_key() * full_keys) +
-                           (c.pp > 1 ? 0.0 : model.lm_head_flops_per_token() * tokens);
+          const double f =
+              stage_dense *
+                  ((model.attention_projection_flops_per_token() + model.dense_ffn_flops_per_token()) *
+                       tokens +
+                   model.attention_core_flops_per_key() * full_keys) +
+              (c.pp > 1 ? 0.0 : model.lm_head_flops_per_token() * tokens);
           dense_flops += train ? 3.0 * f : f;
         }
         for (int layer = 0; layer < stage_moe; ++layer) {
@@ -414,9 +419,10 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   const double h = model.hidden;
   const double attn_params = model.attention_projection_flops_per_token() / 2.0;
   const double expert_params = 3.0 * h * model.expert_ffn;
-  double stage_params = stage_moe * (attn_params + model.router_flops_per_token() / 2.0 +
-                                     model.num_shared_experts * expert_params + shape.num_masters * expert_params) +
-                        stage_dense * (attn_params + 3.0 * h * model.dense_ffn);
+  double stage_params =
+      stage_moe * (attn_params + model.router_flops_per_token() / 2.0 +
+                   model.num_shared_experts * expert_params + shape.num_masters * expert_params) +
+      stage_dense * (attn_params + 3.0 * h * model.dense_ffn);
   if (c.pp == 1) stage_params += 2.0 * h * model.vocab;  // embedding and LM head
   if (train && schedule == Schedule::kDualPipe && c.pp > 1) stage_params *= 2.0;
   const double weight_bytes = stage_params * (train ? kOptimizerBytesPerParam : cost.weight_elt_bytes());

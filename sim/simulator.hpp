@@ -38,7 +38,7 @@ struct SimConfig {
   /// train: sequential, 1f1b, dualpipe; prefill: sequential, two-batch; "" = what large-EP systems run:
   /// dualpipe (forward/backward overlap) for training, two-batch overlap for prefill.
   std::string schedule;
-  int pp = 1;                           ///< pipeline stages; the simulated EP group is one of them
+  int pp = 1;                   ///< pipeline stages; the simulated EP group is one of them
   int ranks = 0;                ///< EP ranks; 0: the trace's (directory) or 32 (generated traces)
   int slots = 2;                ///< R redundant slots per rank
   int domain = 0;               ///< scale-up domain size override; 0 = the topology's
@@ -52,7 +52,7 @@ struct SimConfig {
   bool measure_host_planner = false;
   std::string weight_sync_mode = "adaptive";
   bool ptask_compress = true;
-  BalancerOptions balancer_options;     ///< ultraep / eplb / lplb options
+  BalancerOptions balancer_options;             ///< ultraep / eplb / lplb options
   bool check_plans = check_plans_by_default();  ///< docs/ALGORITHMS.md §2.8 checks on every plan
 };
 
@@ -80,9 +80,9 @@ struct BalancerSummary {
   double pipeline_bubble_s = 0.0;   ///< per step, from the simulated chunk times (0 without PP)
   double compute_busy_s = 0.0;      ///< per rank (mean), per step or pass
   double comm_busy_s = 0.0;
-  double overlapped_s = 0.0;        ///< compute and communication at the same time
-  nlohmann::json phases;            ///< per phase: mean duration per MoE layer (forward / backward)
-  double host_planner_us = -1.0;    ///< measured mean host planner time per call; -1 unless requested
+  double overlapped_s = 0.0;      ///< compute and communication at the same time
+  nlohmann::json phases;          ///< per phase: mean duration per MoE layer (forward / backward)
+  double host_planner_us = -1.0;  ///< measured mean host planner time per call; -1 unless requested
 };
 
 struct SimReport {

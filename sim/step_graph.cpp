@@ -43,10 +43,18 @@ constexpr PhaseInfo kPhases[kNumPhases] = {
 };
 }  // namespace
 
-const char* phase_name(Phase p) { return kPhases[static_cast<int>(p)].name; }
-bool phase_is_comm(Phase p) { return kPhases[static_cast<int>(p)].comm; }
-bool phase_is_backward(Phase p) { return kPhases[static_cast<int>(p)].backward; }
-bool phase_is_balancing(Phase p) { return kPhases[static_cast<int>(p)].balancing; }
+const char* phase_name(Phase p) {
+  return kPhases[static_cast<int>(p)].name;
+}
+bool phase_is_comm(Phase p) {
+  return kPhases[static_cast<int>(p)].comm;
+}
+bool phase_is_backward(Phase p) {
+  return kPhases[static_cast<int>(p)].backward;
+}
+bool phase_is_balancing(Phase p) {
+  return kPhases[static_cast<int>(p)].balancing;
+}
 
 const char* stream_name(int stream) {
   static const char* const kNames[kNumStreams] = {"compute", "comm", "comm (lane 1)", "background"};
@@ -84,8 +92,9 @@ uint32_t StepGraph::push(Op op, const std::vector<uint32_t>& deps) {
   return id;
 }
 
-uint32_t StepGraph::add_compute(Phase phase, int stream, int layer, int mb, const std::vector<double>& seconds,
-                                const std::vector<uint32_t>& deps, bool recompute) {
+uint32_t StepGraph::add_compute(Phase phase, int stream, int layer, int mb,
+                                const std::vector<double>& seconds, const std::vector<uint32_t>& deps,
+                                bool recompute) {
   RACKEP_CHECK(static_cast<int>(seconds.size()) == num_ranks_, "StepGraph: one duration per rank");
   RACKEP_CHECK(!phase_is_comm(phase), "StepGraph: a compute op needs a compute phase");
   Op op;

@@ -83,9 +83,9 @@ struct Collective {
   double scale = 1.0;      ///< bytes per unit of `traffic` (token copies x element bytes)
   bool transpose = false;  ///< move every entry from dst to src (combine, dispatch backward)
   double min_s = 0.0;      ///< the bytes take at least this long once they start (SM-bound copies)
-  double launch_s = 0.0;  ///< fixed cost before the bytes move (notify/layout, kernel launch)
-  double tail_s = 0.0;    ///< fixed cost after the bytes moved (relay forwarding of the last chunk)
-  int sms = 0;            ///< SMs each participating rank's comm kernel holds from arrival to completion
+  double launch_s = 0.0;   ///< fixed cost before the bytes move (notify/layout, kernel launch)
+  double tail_s = 0.0;     ///< fixed cost after the bytes moved (relay forwarding of the last chunk)
+  int sms = 0;             ///< SMs each participating rank's comm kernel holds from arrival to completion
   bool p2p = false;
   bool to_peer = false;  ///< rows go to each rank's pipeline peer host (PP sends) instead of EP ranks
 };

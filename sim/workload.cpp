@@ -129,7 +129,8 @@ void BalancerRun::process(int layer, int64_t mb, const LoadMatrix& loads, const 
     for (int64_t x : inst[rank]) received += x;
     w.working_bytes[rank] = cost.moe_layer_saved_bytes(t, static_cast<double>(received));
     w.saved_bytes[rank] = ctx_.options.recompute ? cost.recompute_saved_bytes(t) : w.working_bytes[rank];
-    flops += model.attention_projection_flops_per_token() * t + model.attention_core_flops_per_key() * keys[rank] +
+    flops += model.attention_projection_flops_per_token() * t +
+             model.attention_core_flops_per_key() * keys[rank] +
              (model.router_flops_per_token() + model.shared_expert_flops_per_token()) * t;
   }
   flops += model.expert_flops_per_pair() * static_cast<double>(loads.total());
@@ -139,11 +140,13 @@ void BalancerRun::process(int layer, int64_t mb, const LoadMatrix& loads, const 
   // all-to-alls move the same copies with their own element sizes.
   const TrafficMatrix tokens =
       dispatch_route_matrix(r, model.top_k, ctx_.options.dedup, fabric, model.max_domains_per_token);
-  totals_.dispatch_network_bytes += static_cast<double>(tokens.network_bytes()) * cost.dispatch_bytes_per_token();
+  totals_.dispatch_network_bytes +=
+      static_cast<double>(tokens.network_bytes()) * cost.dispatch_bytes_per_token();
   w.tokens = to_engine(tokens, fabric, compress);
 
   if (pc.needs_load_allgather) {
-    if (!allgather_) allgather_ = to_engine(load_allgather_traffic(n, shape_.num_experts()), fabric, compress);
+    if (!allgather_)
+      allgather_ = to_engine(load_allgather_traffic(n, shape_.num_experts()), fabric, compress);
     w.allgather = allgather_;
   }
 
@@ -170,7 +173,8 @@ void BalancerRun::process(int layer, int64_t mb, const LoadMatrix& loads, const 
     w.grad_reduce = to_engine(grad_reduce_traffic(gp), fabric, compress);
     const double sm_rate = cal.comm_sms.grad_reduce.value * cal.grad_reduce_bytes_per_sm_s.value;
     for (int rank = 0; rank < n; ++rank) {
-      w.grad_reduce_min_s = std::max(w.grad_reduce_min_s, static_cast<double>(gp.pulled_bytes[rank]) / sm_rate);
+      w.grad_reduce_min_s =
+          std::max(w.grad_reduce_min_s, static_cast<double>(gp.pulled_bytes[rank]) / sm_rate);
     }
   }
 }

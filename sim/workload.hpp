@@ -69,7 +69,7 @@ struct LayerWork {
   bool weight_restore = false;  ///< backward weight_sync before expert dgrad (shared replica slots)
   std::shared_ptr<const SparseTraffic> placement_update;  ///< persistent balancers: background movement
   std::shared_ptr<const SparseTraffic> grad_reduce;       ///< bytes
-  double grad_reduce_min_s = 0.0;  ///< SM-bound floor: max over ranks of pulled bytes / (SMs x rate)
+  double grad_reduce_min_s = 0.0;     ///< SM-bound floor: max over ranks of pulled bytes / (SMs x rate)
   std::vector<double> saved_bytes;    ///< activations kept for the backward pass (layer input with recompute)
   std::vector<double> working_bytes;  ///< all activations of the layer (alive while it runs)
 };

@@ -9,11 +9,11 @@
 
 #include "core/error.hpp"
 #include "report/html_report.hpp"
+#include "sim/experiment_config.hpp"
 #include "sim/report.hpp"
 #include "tools/commands.hpp"
 #include "tools/config_cli.hpp"
 #include "tools/logging.hpp"
-#include "sim/experiment_config.hpp"
 
 namespace rackep::tools {
 namespace {

@@ -1,8 +1,8 @@
 // `rackep sweep`: what-if studies over a grid of experiment-config keys (for example --grid
 // domain=8,36,72,144
 // --grid slots=0,1,2,3,4). Every configuration is written as a config file and runs as its own `rackep
-// simulate --config FILE --json` process (SimGrid has one engine per process; docs/DESIGN.md "Scaling out"), K at
-// a time with --jobs K. Under `mpirun -np P` the configurations are dealt round-robin to the P processes
+// simulate --config FILE --json` process (SimGrid has one engine per process; docs/DESIGN.md "Scaling out"),
+// K at a time with --jobs K. Under `mpirun -np P` the configurations are dealt round-robin to the P processes
 // (each running its share K at a time) and gathered on rank 0, which prints the same table and CSV as a local
 // run.
 #include <spawn.h>
@@ -23,11 +23,11 @@
 #include "core/error.hpp"
 #include "core/progress.hpp"
 #include "report/html_report.hpp"
+#include "sim/experiment_config.hpp"
 #include "tools/commands.hpp"
 #include "tools/config_cli.hpp"
 #include "tools/logging.hpp"
 #include "tools/mpi_job.hpp"
-#include "sim/experiment_config.hpp"
 
 extern char** environ;
 

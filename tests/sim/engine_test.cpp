@@ -24,8 +24,8 @@ nlohmann::json run(const std::string& args) {
   return status == 0 ? nlohmann::json::parse(out) : nlohmann::json::object();
 }
 
-double phase_time(const std::string& fidelity, const std::string& topology, int ranks, const std::string& matrix,
-                  const std::string& extra = "") {
+double phase_time(const std::string& fidelity, const std::string& topology, int ranks,
+                  const std::string& matrix, const std::string& extra = "") {
   return run("phase " + fidelity + " " + topology + " " + std::to_string(ranks) + " " + matrix +
              (extra.empty() ? "" : " " + extra))["time_s"]
       .get<double>();
@@ -112,15 +112,17 @@ TEST(SimSchedules, AllEqualWithoutCommunication) {
 TEST(SimSchedules, TwoBatchPrefillNoSlowerThanSequential) {
   // DeepSeek-V3 across two H800 nodes: internode all-to-alls comparable to the compute.
   const std::string base =
-      "balancers=ultraep mode=prefill model=deepseek-v3 topology=hgx-h800 ranks=16 tokens=4096 microbatches=1 "
+      "balancers=ultraep mode=prefill model=deepseek-v3 topology=hgx-h800 ranks=16 tokens=4096 "
+      "microbatches=1 "
       "precision=fp8 trace=synthetic:zipf imbalance=1.5";
   EXPECT_LT(step(base + " schedule=two-batch"), step(base + " schedule=sequential"));
 }
 
 TEST(SimSimulation, BalancedTraceEveryBalancerMatchesIdeal) {
   // The deterministic rho = 1 synthetic pattern: every rank perfectly balanced, nothing to replicate.
-  const nlohmann::json r = run("report ptask trace=synthetic:zipf imbalance=1 ranks=8 tokens=512 slots=0 "
-                               "balancers=none,ultraep,eplb,lplb,ideal");
+  const nlohmann::json r =
+      run("report ptask trace=synthetic:zipf imbalance=1 ranks=8 tokens=512 slots=0 "
+          "balancers=none,ultraep,eplb,lplb,ideal");
   const nlohmann::json& bs = r["balancers"];
   ASSERT_EQ(bs.size(), 5u);
   const double ideal = bs[4]["step_s"].get<double>();

@@ -5,7 +5,6 @@
 
 #include "core/ultraep.hpp"
 #include "sim/topology.hpp"
-#include "sim/topology.hpp"
 #include "sim/traffic.hpp"
 #include "tests/sim/test_matrices.hpp"
 

@@ -1,8 +1,9 @@
 // sim_case: runs one SimGrid-backed case in its own process (SimGrid 3.32 allows one engine per process) and
 // prints the result as JSON on stdout. Driven by engine_test.cpp.
 //   sim_case phase <fidelity> <topology file> <ranks> <matrix: two|skewed|mixed> [full]
-//   sim_case dag <streams|shared-link|sm-hold|peer> <fidelity>   hand-worked graphs on tests/sim/data/two_gpu.json
-//   sim_case report <fidelity> [key=value ...]   a small end-to-end simulation, JSON report
+//   sim_case dag <streams|shared-link|sm-hold|peer> <fidelity>   hand-worked graphs on
+//   tests/sim/data/two_gpu.json sim_case report <fidelity> [key=value ...]   a small end-to-end simulation,
+//   JSON report
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -100,16 +101,26 @@ int main(int argc, char** argv) {
         const std::string kv = argv[i];
         const size_t eq = kv.find('=');
         const std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
-        if (k == "schedule") c.schedule = v;
-        else if (k == "mode") c.mode = parse_mode(v);
-        else if (k == "pp") c.pp = std::stoi(v);
-        else if (k == "model") c.model = v;
-        else if (k == "topology") c.topology = v;
-        else if (k == "trace") c.trace = v;
-        else if (k == "ranks") c.ranks = std::stoi(v);
-        else if (k == "tokens") c.tokens_per_rank = std::stoll(v);
-        else if (k == "microbatches") c.microbatches = std::stoll(v);
-        else if (k == "calibration") c.calibration = v;
+        if (k == "schedule")
+          c.schedule = v;
+        else if (k == "mode")
+          c.mode = parse_mode(v);
+        else if (k == "pp")
+          c.pp = std::stoi(v);
+        else if (k == "model")
+          c.model = v;
+        else if (k == "topology")
+          c.topology = v;
+        else if (k == "trace")
+          c.trace = v;
+        else if (k == "ranks")
+          c.ranks = std::stoi(v);
+        else if (k == "tokens")
+          c.tokens_per_rank = std::stoll(v);
+        else if (k == "microbatches")
+          c.microbatches = std::stoll(v);
+        else if (k == "calibration")
+          c.calibration = v;
         else if (k == "balancers") {
           c.balancers.clear();
           for (size_t a = 0, b; a <= v.size(); a = b + 1) {
@@ -117,11 +128,14 @@ int main(int argc, char** argv) {
             if (b == std::string::npos) b = v.size();
             c.balancers.push_back(v.substr(a, b - a));
           }
-        }
-        else if (k == "imbalance") c.imbalance = std::stod(v);
-        else if (k == "slots") c.slots = std::stoi(v);
-        else if (k == "precision") c.precision = parse_precision(v);
-        else throw std::invalid_argument("unknown key " + k);
+        } else if (k == "imbalance")
+          c.imbalance = std::stod(v);
+        else if (k == "slots")
+          c.slots = std::stoi(v);
+        else if (k == "precision")
+          c.precision = parse_precision(v);
+        else
+          throw std::invalid_argument("unknown key " + k);
       }
       const SimReport r = run_simulation(c);
       std::cout << report_to_json(r).dump(2) << "\n";
