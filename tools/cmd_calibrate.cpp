@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "core/output_file.hpp"
 #include "rackep/config.hpp"
 #include "tools/commands.hpp"
 #include "tools/gpu_common.hpp"
@@ -30,6 +31,7 @@ struct CalibrateArgs {
   std::string base;
   double peak_tflops = 0.0;
   int repeats = 20;
+  bool force = false;
 };
 
 #if RACKEP_HAVE_CUDA
@@ -49,10 +51,10 @@ nlohmann::json read_json(const std::string& path) {
   return j;
 }
 
-void write_json(const nlohmann::json& j, const std::string& path) {
-  std::ofstream out(path);
-  if (!out.good()) throw InputError("--out", path, "cannot open for writing");
-  out << j.dump(2) << "\n";
+void write_json(const nlohmann::json& j, const std::string& path, bool force) {
+  OutputFile out(path, "--out", force);
+  out.write(j.dump(2) + "\n");
+  out.commit();
 }
 #endif
 
@@ -97,7 +99,7 @@ void run([[maybe_unused]] const CalibrateArgs& a) {
     u["reroute_per_pair_s"] =
         sourced(std::max(m.reroute_per_pair_s, 0.0), tag + ": reroute kernels, fit over routed pairs");
   }
-  write_json(c, a.out);
+  write_json(c, a.out, a.force);
 
   nlohmann::json raw;
   raw["device"] = m.device;
@@ -117,7 +119,7 @@ void run([[maybe_unused]] const CalibrateArgs& a) {
   raw["planner_s_by_experts"] = series(m.planner_s);
   raw["reroute_s_by_pairs"] = series(m.reroute_s);
   raw["peer_bytes_per_s"] = m.peer_bytes_per_s;
-  write_json(raw, a.out + ".measurements.json");
+  write_json(raw, a.out + ".measurements.json", a.force);
   std::printf("calibration written to %s (raw measurements: %s.measurements.json)\n", a.out.c_str(),
               a.out.c_str());
 #endif
@@ -138,6 +140,7 @@ void add_calibrate_command(CLI::App& app) {
                   "bf16 dense peak of the device (0: from the device type)")
       ->capture_default_str();
   cmd->add_option("--repeats", args->repeats, "timed repetitions per point")->capture_default_str();
+  cmd->add_flag("--force", args->force, "replace an existing --out file (and its .measurements.json)");
   cmd->callback([args] { run(*args); });
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/output_file.hpp"
 #include "rackep/config.hpp"
 #include "tools/commands.hpp"
 #include "tools/gpu_common.hpp"
@@ -36,6 +37,7 @@ struct RunLayerArgs {
   bool no_check = false;
   int gpus = 0;
   std::string json_out;
+  bool force = false;
 };
 
 #if RACKEP_HAVE_CUDA
@@ -55,7 +57,7 @@ void print_report(const kernels::RunLayerReport& rep) {
                 static_cast<long long>(rep.remote_rows));
 }
 
-void write_json(const kernels::RunLayerReport& rep, const std::string& path) {
+void write_json(const kernels::RunLayerReport& rep, const std::string& path, bool force) {
   nlohmann::json j;
   j["mode"] = rep.mode;
   j["devices"] = rep.devices;
@@ -80,9 +82,9 @@ void write_json(const kernels::RunLayerReport& rep, const std::string& path) {
                            {"grad_reduce_ms", l.times.grad_reduce_ms},
                            {"total_ms", l.times.total_ms}});
   }
-  std::ofstream out(path);
-  if (!out.good()) throw InputError("--json", path, "cannot open for writing");
-  out << j.dump(2) << "\n";
+  OutputFile out(path, "--json", force);
+  out.write(j.dump(2) + "\n");
+  out.commit();
 }
 #endif
 
@@ -122,7 +124,7 @@ void run([[maybe_unused]] const RunLayerArgs& a) {
   const kernels::RunLayerReport rep = kernels::run_layers(cfg, records);
   if (rep.process_rank != 0) return;  // MPI: process 0 reports for the job
   print_report(rep);
-  if (!a.json_out.empty()) write_json(rep, a.json_out);
+  if (!a.json_out.empty()) write_json(rep, a.json_out, a.force);
 #endif
 }
 
@@ -153,6 +155,7 @@ void add_run_layer_command(CLI::App& app) {
   cmd->add_flag("--backward", args->backward, "also run grad_reduce");
   cmd->add_flag("--no-check", args->no_check, "skip the CPU reference check of the first record");
   cmd->add_option("--json", args->json_out, "write the per-record times as JSON");
+  cmd->add_flag("--force", args->force, "replace an existing --json file");
   cmd->callback([args] { run(*args); });
 }
 

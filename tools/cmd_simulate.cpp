@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "core/error.hpp"
+#include "core/output_file.hpp"
 #include "sim/report.hpp"
 #include "tools/commands.hpp"
 #include "tools/logging.hpp"
@@ -22,26 +23,23 @@ struct SimulateArgs {
   bool host_planner_time = false;
   std::string timeline;
   std::string dump_topology;
+  bool force = false;
 };
-
-void write_file(const std::string& path, const std::string& flag, const std::string& text) {
-  std::ofstream out(path);
-  if (!out) throw InputError(flag, path, "cannot open for writing");
-  out << text;
-  if (!out) throw InputError(flag, path, "write failed");
-}
 
 void run_simulate(const SimulateArgs& a) {
   sim::SimConfig config = to_sim_config(a.sim);
   config.measure_host_planner = a.host_planner_time;
   auto log = logger("sim");
-  std::unique_ptr<std::ofstream> timeline_file;
+  // Outputs are opened (and an existing file refused) before the run, written beside their targets and
+  // renamed into place only when complete (core/output_file.hpp).
+  std::unique_ptr<OutputFile> timeline_file, topology_file;
+  if (!a.dump_topology.empty())
+    topology_file = std::make_unique<OutputFile>(a.dump_topology, "--dump-topology", a.force);
   std::unique_ptr<sim::ChromeTraceWriter> timeline;
   sim::SimHooks hooks;
   if (!a.timeline.empty()) {
-    timeline_file = std::make_unique<std::ofstream>(a.timeline);
-    if (!*timeline_file) throw InputError("--timeline", a.timeline, "cannot open for writing");
-    timeline = std::make_unique<sim::ChromeTraceWriter>(*timeline_file);
+    timeline_file = std::make_unique<OutputFile>(a.timeline, "--timeline", a.force);
+    timeline = std::make_unique<sim::ChromeTraceWriter>(timeline_file->stream());
     hooks.timeline = timeline.get();
     hooks.on_balancer = [&](const std::string& name, int index) { timeline->begin_process(name, index); };
   }
@@ -52,10 +50,12 @@ void run_simulate(const SimulateArgs& a) {
   for (const auto& note : report.inputs["notes"]) log->warn("{}", note.get<std::string>());
   if (timeline) {
     timeline->finish();
+    timeline_file->commit();
     log->info("timeline written to {} (open it in ui.perfetto.dev)", a.timeline);
   }
   if (!a.dump_topology.empty()) {
-    write_file(a.dump_topology, "--dump-topology", report.platform.dump(2) + "\n");
+    topology_file->write(report.platform.dump(2) + "\n");
+    topology_file->commit();
     log->info("platform written to {}", a.dump_topology);
   }
   if (a.json) {
@@ -83,6 +83,7 @@ void add_simulate_command(CLI::App& app) {
                   "write a Chrome/Perfetto trace of ranks and phases to this file");
   cmd->add_option("--dump-topology", args->dump_topology,
                   "write the topology (with sources) and the SimGrid platform that was built to this file");
+  cmd->add_flag("--force", args->force, "replace existing --timeline / --dump-topology files");
   cmd->callback([args] { run_simulate(*args); });
 }
 

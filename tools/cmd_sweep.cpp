@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/output_file.hpp"
 #include "tools/commands.hpp"
 #include "tools/logging.hpp"
 #include "tools/sim_options.hpp"
@@ -32,6 +33,7 @@ struct SweepArgs {
   std::vector<std::string> grid;
   int jobs = 1;
   std::string csv;
+  bool force = false;
 };
 
 // The simulate options a grid may vary, and the flag each one sets.
@@ -136,6 +138,9 @@ void run_sweep(const SweepArgs& a) {
   if (a.jobs < 1) throw InputError("--jobs", std::to_string(a.jobs), "must be >= 1");
   to_sim_config(a.sim);  // validate the shared options once, before spawning anything
   const std::vector<Axis> axes = parse_grid(a.grid);
+  // Opened (an existing file refused) before the first run; renamed into place when complete.
+  std::unique_ptr<OutputFile> csv_file;
+  if (!a.csv.empty()) csv_file = std::make_unique<OutputFile>(a.csv, "--csv", a.force);
   std::vector<std::vector<std::string>> configs(1);
   for (const Axis& axis : axes) {
     std::vector<std::vector<std::string>> next;
@@ -235,9 +240,8 @@ void run_sweep(const SweepArgs& a) {
   }
   std::cout << table.str();
   if (!a.csv.empty()) {
-    std::ofstream out(a.csv);
-    if (!out) throw InputError("--csv", a.csv, "cannot open for writing");
-    out << csv.str();
+    csv_file->write(csv.str());
+    csv_file->commit();
     log->info("sweep: CSV written to {}", a.csv);
   }
   if (failures > 0) throw std::runtime_error(std::to_string(failures) + " sweep configuration(s) failed");
@@ -257,6 +261,7 @@ void add_sweep_command(CLI::App& app) {
       ->required();
   cmd->add_option("--jobs,-j", args->jobs, "configurations simulated at once")->capture_default_str();
   cmd->add_option("--csv", args->csv, "also write the results to this CSV file");
+  cmd->add_flag("--force", args->force, "replace an existing --csv file");
   cmd->callback([args] { run_sweep(*args); });
 }
 

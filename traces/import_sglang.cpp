@@ -50,7 +50,10 @@ FileData read_csv(const std::string& path, int num_experts_hint) {
   FileData f;
   f.path = path;
   f.mode = "legacy csv";
-  f.rank = std::stoi(m[1].str());
+  const int64_t rank = stoi_field(m[1].str(), path, "rank");
+  if (rank > (1 << 20))
+    throw InputError(path, "rank", std::to_string(rank) + " in the file name is out of range");
+  f.rank = static_cast<int>(rank);
   std::ifstream in(path);
   if (!in) throw InputError(path, "file", "cannot open");
   std::string line;

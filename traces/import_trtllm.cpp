@@ -15,6 +15,8 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/input_limits.hpp"
+#include "core/output_file.hpp"
 
 namespace rackep {
 namespace fs = std::filesystem;
@@ -77,6 +79,7 @@ std::map<Key, TensorRef> parse_safetensors(const MappedFile& f, int num_experts)
   const char* hb = reinterpret_cast<const char*>(f.data()) + 8;
   // NOTE: nlohmann::json (std::map), not ordered_json, whose linear key search makes thousands of keys
   // O(n^2).
+  check_json_depth(std::string_view(hb, static_cast<size_t>(header_bytes)), path);
   const nlohmann::json header =
       nlohmann::json::parse(hb, hb + header_bytes, nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded() || !header.is_object())
@@ -181,7 +184,7 @@ int64_t TrtllmStream::read_row(size_t rank, const Key& key, int32_t* row) const 
     for (int e = 0; e < num_experts; ++e) {
       bad |= static_cast<uint64_t>(v[e]) > static_cast<uint64_t>(INT32_MAX);
       row[e] = static_cast<int32_t>(v[e]);
-      sum += v[e];
+      sum += row[e];  // a bad count throws below; summing v[e] could overflow first
     }
   } else {
     const int32_t* v = reinterpret_cast<const int32_t*>(buf);
@@ -210,7 +213,9 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
     throw InputError(dir, "directory", "no such directory (EXPERT_STATISTIC_PATH of the recording)");
   if (!fs::exists(meta_path, ec))
     throw InputError(meta_path, "meta_info.json", "missing (rank 0 writes it next to rank{r}.safetensors)");
-  const Json meta = Json::parse(read_file_text(meta_path), nullptr, false);
+  const std::string meta_text = read_file_text(meta_path);
+  check_json_depth(meta_text, meta_path);
+  const Json meta = Json::parse(meta_text, nullptr, false);
   if (meta.is_discarded() || !meta.is_object())
     throw InputError(meta_path, "meta_info.json", "not a JSON object");
   auto positive = [&](const char* field) {
@@ -271,8 +276,9 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
       have_numtokens = false;
       continue;
     }
-    const nlohmann::json j =
-        nlohmann::json::parse(read_file_text(p), nullptr, false);  // std::map: O(n log n)
+    const std::string text = read_file_text(p);
+    check_json_depth(text, p);
+    const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);  // std::map: O(n log n)
     if (j.is_discarded() || !j.is_object()) throw InputError(p, "numtokens", "not a JSON object");
     for (const auto& [name, v] : j.items()) {
       Key key;
@@ -434,22 +440,17 @@ std::unique_ptr<RecordStream> open_trtllm_stats(const std::string& dir, const Im
 void write_trtllm_stats(RecordStream& in, const std::string& dir) {
   const TraceManifest& m = in.manifest();
   std::error_code ec;
-  if (fs::exists(fs::symlink_status(dir, ec)))
-    throw InputError(dir, "output", "already exists; refusing to overwrite (choose a new path)");
-  fs::path target(dir);
-  if (target.filename().empty()) target = target.parent_path();
-  const fs::path temp =
-      target.parent_path() / (target.filename().string() + ".partial-" + std::to_string(::getpid()));
-  fs::remove_all(temp, ec);
-  try {
+  OutputDir target(dir, "--out", /*force=*/false);  // written beside `dir`, renamed when complete
+  const fs::path temp(target.temp_path());
+  {
     fs::create_directories(temp, ec);
-    if (ec) throw InputError(dir, "output", "cannot create: " + ec.message());
+    if (ec) throw InputError(dir, "--out", "cannot create: " + ec.message());
     // Data first (one raw file per rank, appended record by record), then each header + data.
     std::vector<std::unique_ptr<std::FILE, int (*)(std::FILE*)>> raw;
     for (int r = 0; r < m.num_ranks; ++r) {
       const std::string p = (temp / ("rank" + std::to_string(r) + ".raw")).string();
       raw.emplace_back(std::fopen(p.c_str(), "wb"), &std::fclose);
-      if (!raw.back()) throw InputError(p, "output", "cannot create");
+      if (!raw.back()) throw InputError(dir, "--out", std::string("cannot create: ") + std::strerror(errno));
     }
     std::vector<std::string> keys;
     std::vector<int64_t> row(static_cast<size_t>(m.num_experts));
@@ -459,9 +460,12 @@ void write_trtllm_stats(RecordStream& in, const std::string& dir) {
       for (int r = 0; r < m.num_ranks; ++r) {
         for (int e = 0; e < m.num_experts; ++e) row[e] = rec.loads.at(r, e);  // little-endian host
         if (std::fwrite(row.data(), sizeof(int64_t), row.size(), raw[r].get()) != row.size())
-          throw InputError(dir, "output", "write failed");
+          throw InputError(dir, "--out", std::string("write failed: ") + std::strerror(errno));
       }
     }
+    for (auto& f : raw)
+      if (std::fclose(f.release()) != 0)
+        throw InputError(dir, "--out", std::string("write failed: ") + std::strerror(errno));
     raw.clear();
     const uint64_t tensor_bytes = static_cast<uint64_t>(m.num_experts) * 8;
     for (int r = 0; r < m.num_ranks; ++r) {
@@ -483,7 +487,7 @@ void write_trtllm_stats(RecordStream& in, const std::string& dir) {
       out.write(head.data(), static_cast<std::streamsize>(head.size()));
       if (!keys.empty()) out << data.rdbuf();
       out.close();
-      if (!out) throw InputError(out_path, "output", "write failed");
+      if (!out) throw InputError(dir, "--out", std::string("write failed: ") + std::strerror(errno));
       fs::remove(raw_path, ec);
     }
     Json meta;
@@ -491,13 +495,12 @@ void write_trtllm_stats(RecordStream& in, const std::string& dir) {
     meta["num_experts_per_token"] = m.top_k;
     meta["ep_size"] = m.num_ranks;
     if (m.num_experts % m.num_ranks == 0) meta["experts_per_rank"] = m.num_experts / m.num_ranks;
-    std::ofstream(temp / "meta_info.json") << meta.dump() << "\n";
-    fs::rename(temp, target, ec);
-    if (ec) throw InputError(dir, "output", "cannot rename into place: " + ec.message());
-  } catch (...) {
-    fs::remove_all(temp, ec);
-    throw;
+    std::ofstream meta_out(temp / "meta_info.json");
+    meta_out << meta.dump() << "\n";
+    meta_out.close();
+    if (!meta_out) throw InputError(dir, "--out", std::string("write failed: ") + std::strerror(errno));
   }
+  target.commit();
 }
 
 }  // namespace rackep
