@@ -18,7 +18,8 @@ targets=("$@")
 build="${RACKEP_ASAN_BUILD:-build-asan}"
 work="${RACKEP_FUZZ_WORK:-$build/fuzz-work}"
 
-RACKEP_ASAN_BUILD="$build" bash tools/asan_build.sh $(printf 'fuzz_%s ' "${targets[@]}")
+[ -n "${RACKEP_FUZZ_NO_BUILD:-}" ] ||  # set by tools/test.sh, which has built everything
+  RACKEP_ASAN_BUILD="$build" bash tools/asan_build.sh $(printf 'fuzz_%s ' "${targets[@]}")
 
 fx=tests/fixtures/import
 # seed DIR PREFIX FILE...: copies FILEs into DIR, each behind the byte PREFIX (octal escape) when given.

@@ -8,7 +8,6 @@ ultraep-, trace-, jsonl-, sglang-, trtllm-, model-, topology-, calibration-.
 import argparse
 import json
 import os
-import shutil
 import struct
 import sys
 import zlib
@@ -126,15 +125,15 @@ def main():
         "layer_id,expert_id,count\n1,0,1\n")
 
     # TensorRT-LLM: int64 counts whose sum overflows; a header nested 100000 deep.
-    meta = os.path.join(IMPORT, "trtllm", "meta_info.json")
+    meta = json.dumps({"num_experts": 16, "num_experts_per_token": 2, "ep_size": 1, "experts_per_rank": 16})
     header = json.dumps({"10_1": {"dtype": "I64", "shape": [16], "data_offsets": [0, 128]}})
     header += " " * (-len(header) % 8)
     counts = struct.pack("<16q", *([(1 << 63) - 1] * 2 + [0] * 14))
     put(out, "trtllm-count-overflow/rank0.safetensors", struct.pack("<Q", len(header)) + header.encode() + counts)
-    shutil.copy(meta, os.path.join(out, "trtllm-count-overflow", "meta_info.json"))
+    put(out, "trtllm-count-overflow/meta_info.json", meta)
     deep = "[" * 100000
     put(out, "trtllm-deep-header/rank0.safetensors", struct.pack("<Q", len(deep)) + deep.encode())
-    shutil.copy(meta, os.path.join(out, "trtllm-deep-header", "meta_info.json"))
+    put(out, "trtllm-deep-header/meta_info.json", meta)
 
     # Simulator files: JSON nested 100000 deep; a model with a number that overflows a double; a model
     # with 2^20 experts.

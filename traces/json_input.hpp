@@ -1,14 +1,15 @@
 // File: traces/json_input.hpp
 // The one parser entry for user JSON files that are read whole (trace manifests, model, topology and
 // calibration files): nesting is bounded before nlohmann sees the text (its copy and dump recurse), and every
-// nlohmann error (syntax, or a number like 1e999 out of range) becomes InputError(source, <the key being
-// read>, ...).
+// nlohmann error (syntax, or a number like 1e999 out of range) becomes InputError(source, <dotted path of
+// the key being read, e.g. "hidden.value">, ...).
 // Usage:
 //   nlohmann::json doc = rackep::parse_json_input<nlohmann::json>(text, path);
 #pragma once
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/input_limits.hpp"
@@ -18,16 +19,23 @@ namespace rackep {
 template <class Json>
 Json parse_json_input(const std::string& text, const std::string& source) {
   check_json_depth(text, source);
-  std::string key;  // the last object key read: where a bad value sits
-  const typename Json::parser_callback_t track = [&key](int, typename Json::parse_event_t event,
-                                                        Json& parsed) {
-    if (event == Json::parse_event_t::key && parsed.is_string()) key = parsed.template get<std::string>();
+  // The object keys on the way to the value being read (by depth), for "where": "hidden.value".
+  std::vector<std::string> path;
+  const typename Json::parser_callback_t track = [&path](int depth, typename Json::parse_event_t event,
+                                                         Json& parsed) {
+    if (event == Json::parse_event_t::key && parsed.is_string() && depth > 0) {
+      path.resize(static_cast<size_t>(depth));
+      path.back() = parsed.template get<std::string>();
+    }
     return true;
   };
   try {
     return Json::parse(text, track);
   } catch (const typename Json::exception& e) {
-    throw InputError(source, key.empty() ? "json" : key, std::string("invalid JSON: ") + e.what());
+    std::string where;
+    for (const std::string& k : path)
+      if (!k.empty()) where += (where.empty() ? "" : ".") + k;
+    throw InputError(source, where.empty() ? "json" : where, std::string("invalid JSON: ") + e.what());
   }
 }
 

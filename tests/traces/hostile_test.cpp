@@ -133,7 +133,7 @@ TEST(Hostile, DeeplyNestedSimulatorFiles) {
 }
 
 TEST(Hostile, ModelNumberOutOfRangeNamesTheKey) {
-  expect_refused("simulate --model " + kHostile + "model-1e999.json", "model-1e999.json", "hidden");
+  expect_refused("simulate --model " + kHostile + "model-1e999.json", "model-1e999.json", "hidden.value");
 }
 
 TEST(Hostile, ModelWithTooManyExpertsBlamesTheModelFile) {
@@ -152,9 +152,10 @@ TEST(Hostile, ExistingOutputsAreRefusedAndKept) {
   const test::CliRun synth =
       test::run_rackep("--log-level warn trace synth --out " + trace +
                        " --ranks 2 --experts 4 --top-k 2 --tokens-per-rank 8 --layers 1"
-                       " --microbatches 1");
+                       " --microbatches 1 --imbalance 1.2");
   ASSERT_EQ(synth.exit_code, 0) << synth.text();
-  expect_refused("trace synth --out " + trace + " --ranks 2 --experts 4 --top-k 2", "trace", "--out");
+  expect_refused("trace synth --out " + trace + " --ranks 2 --experts 4 --top-k 2 --imbalance 1.2", "trace",
+                 "--out");
   expect_refused("trace export --to jsonl " + trace + " --out " + keep, "keep.json", "--out");
   EXPECT_EQ(test::read_bytes(keep), "precious\n");
   // Nothing but the user's files is left in the directory (no temporaries).
