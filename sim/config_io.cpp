@@ -23,7 +23,7 @@ nlohmann::json read_json_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path, "file", "cannot open");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return parse_json_input<nlohmann::json>(text, path);
+  return parse_json_input<nlohmann::json>(text, path, "file");
 }
 
 std::string data_dir() {

@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "core/output_file.hpp"
 #include "rackep/config.hpp"
+#include "sim/config_io.hpp"
 #include "tools/commands.hpp"
 #include "tools/gpu_common.hpp"
 #if RACKEP_HAVE_CUDA
@@ -40,15 +41,8 @@ nlohmann::json sourced(double value, const std::string& source) {
 }
 
 nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in.good()) throw InputError("--base", path, "cannot open");
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path, "json", e.what());
-  }
-  return j;
+  if (!std::ifstream(path).good()) throw InputError("--base", path, "cannot open");
+  return sim::read_json_file(path);  // nesting bounded, every error names the file and the key
 }
 
 void write_json(const nlohmann::json& j, const std::string& path, bool force) {
