@@ -1,5 +1,5 @@
 // File: core/allocation.hpp
-// Per-source-rank token allocation over the instances of a plan (ALGORITHMS.md §2.5 and §2.7).
+// Per-source-rank token allocation over the instances of a plan (docs/ALGORITHMS.md §2.5 and §2.7).
 //   - quota plans (ultraep, ideal, none): locality-aware split (default) or plain proportional split;
 //   - quota-less plans (ultraep-legacy, eplb): round-robin, instance j of C gets floor(n/C) + (j < n mod C).
 // Every source's allocations for an expert sum to exactly its tokens for that expert.

@@ -6,7 +6,6 @@
 #include "core/eplb.hpp"
 #include "core/error.hpp"
 #include "core/legacy.hpp"
-#include "core/lplb.hpp"
 #include "core/ultraep.hpp"
 
 namespace rackep {
@@ -20,10 +19,10 @@ struct Registry {
 Registry& registry() {
   static Registry* r = [] {
     auto* reg = new Registry;
-    // Built-in balancers (ALGORITHMS.md §2, §4, §5). Keep this list sorted by name.
+    // Built-in balancers (docs/ALGORITHMS.md §2, §4). Keep this list sorted by name. "lplb" (§5) lives in
+    // rackep::lplb (GLPK, GPL-3) and registers itself there: register_lplb_balancer().
     reg->factories["eplb"] = make_eplb_balancer;
     reg->factories["ideal"] = make_ideal_balancer;
-    reg->factories["lplb"] = make_lplb_balancer;
     reg->factories["none"] = make_none_balancer;
     reg->factories["ultraep"] = make_ultraep_balancer;
     reg->factories["ultraep-legacy"] = make_legacy_balancer;

@@ -19,7 +19,7 @@
 
 namespace rackep {
 
-/// Tunables of the UltraEP quota planner (ALGORITHMS.md §2.3), Python-manager defaults.
+/// Tunables of the UltraEP quota planner (docs/ALGORITHMS.md §2.3), Python-manager defaults.
 struct UltraEpOptions {
   double balance_threshold = 1.0;         ///< bt
   double eps = 0.01;                      ///< QUOTA_ORACLE_EPS
@@ -32,7 +32,7 @@ struct UltraEpOptions {
 enum class EplbPolicy { kAuto, kHierarchical, kGlobal };
 
 /// DeepSeek EPLB as run in production: re-planned every `period` microbatches of a layer from the summed
-/// loads of the last `window` microbatches of that layer (ALGORITHMS.md §4). Deployments re-plan every
+/// loads of the last `window` microbatches of that layer (docs/ALGORITHMS.md §4). Deployments re-plan every
 /// thousands of steps (vLLM: window 1000, interval 3000); the defaults are the setting most favourable to
 /// EPLB (re-plan every microbatch from the last 4), so comparisons against it are conservative.
 struct EplbOptions {
@@ -43,7 +43,7 @@ struct EplbOptions {
   int num_nodes = 0;                      ///< nodes (0: one per NVLink domain)
 };
 
-/// DeepSeek LPLB (ALGORITHMS.md §5).
+/// DeepSeek LPLB (docs/ALGORITHMS.md §5).
 struct LplbOptions {
   int group_size = 8;  ///< g: ranks per redundancy group (clamped to the NVLink domain)
   int directions = 0;  ///< d: redundancy directions per rank (0: min(2, R))

@@ -1,4 +1,4 @@
-// The `none`, `ideal` and `ultraep` balancers (ALGORITHMS.md §1, §2).
+// The `none`, `ideal` and `ultraep` balancers (docs/ALGORITHMS.md §1, §2).
 #include <algorithm>
 
 #include "core/allocation.hpp"

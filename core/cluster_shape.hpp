@@ -1,6 +1,6 @@
 // File: core/cluster_shape.hpp
-// ClusterShape: the EP group of ALGORITHMS.md §1. N ranks, M master experts per rank, R redundant slots per
-// rank, NVLink domains of G consecutive ranks. Logical expert l is mastered on rank l / M, slot l % M;
+// ClusterShape: the EP group of docs/ALGORITHMS.md §1. N ranks, M master experts per rank, R redundant slots
+// per rank, NVLink domains of G consecutive ranks. Logical expert l is mastered on rank l / M, slot l % M;
 // physical id p = rank * S + slot with S = M + R.
 // Usage:
 //   rackep::ClusterShape shape{64, 4, 2, 64};

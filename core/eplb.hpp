@@ -1,6 +1,7 @@
 // File: core/eplb.hpp
-// DeepSeek EPLB (ALGORITHMS.md §4, deepseek-ai/EPLB d52c72d `eplb.py`) as pure functions over one layer's
-// expert weights, and the `eplb` balancer as run in production (periodic, from a sliding window of history).
+// DeepSeek EPLB (docs/ALGORITHMS.md §4, deepseek-ai/EPLB d52c72d `eplb.py`) as pure functions over one
+// layer's expert weights, and the `eplb` balancer as run in production (periodic, from a sliding window of
+// history).
 //   - balanced_packing / replicate_experts / rebalance_experts[_hierarchical] mirror eplb.py one layer at
 //     a time. Ties: sorts are stable (lower index first), argmax/argmin pick the lowest index (§4, §9.5).
 //   - The balancer maps EPLB onto our shape: num_gpus = N, physical experts P = N*S, so EPLB's physical id

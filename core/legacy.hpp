@@ -1,5 +1,5 @@
 // File: core/legacy.hpp
-// UltraEP legacy mode (ALGORITHMS.md §2.7, `legacy_placement=True`): an EPLB-like host-side planner
+// UltraEP legacy mode (docs/ALGORITHMS.md §2.7, `legacy_placement=True`): an EPLB-like host-side planner
 // constrained to fixed masters. Per NVLink domain, redundant slots go one at a time to the expert with the
 // largest per-copy load (at most G-1 replicas per expert; with bt > 1 it stops once the best per-copy load
 // is <= avg*bt), then replicas are placed, heaviest first, on the rank with the smallest estimated load that

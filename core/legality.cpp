@@ -111,4 +111,37 @@ std::vector<std::string> check_plan(const Plan& plan, const LoadMatrix* routed, 
   return bad;
 }
 
+std::vector<std::string> check_reroute(const Plan& plan, const std::vector<int32_t>& topk_ids,
+                                       const std::vector<int32_t>& physical, int top_k) {
+  std::vector<std::string> bad;
+  if (top_k < 1 || topk_ids.size() % static_cast<size_t>(top_k) != 0) {
+    bad.push_back("top_k " + std::to_string(top_k) + " does not divide the " +
+                  std::to_string(topk_ids.size()) + " routed entries");
+    return bad;
+  }
+  if (physical.size() != topk_ids.size()) {
+    bad.push_back("rerouted map has " + std::to_string(physical.size()) + " entries for " +
+                  std::to_string(topk_ids.size()) + " routed ones: a token row lost or gained entries");
+    return bad;
+  }
+  const int64_t slots = plan.shape.num_physical();
+  for (size_t row = 0; row < topk_ids.size() / static_cast<size_t>(top_k); ++row) {
+    std::set<int32_t> seen;
+    for (int k = 0; k < top_k; ++k) {
+      const size_t i = row * static_cast<size_t>(top_k) + static_cast<size_t>(k);
+      const int32_t p = physical[i];
+      const std::string at = "token " + std::to_string(row) + " entry " + std::to_string(k) + ": ";
+      if (p < 0 || p >= slots) {
+        bad.push_back(at + "physical id " + std::to_string(p) + " out of range");
+        continue;
+      }
+      if (plan.p2l[p] != topk_ids[i])
+        bad.push_back(at + "slot " + std::to_string(p) + " does not host expert " +
+                      std::to_string(topk_ids[i]));
+      if (!seen.insert(p).second) bad.push_back(at + "slot " + std::to_string(p) + " twice in one token row");
+    }
+  }
+  return bad;
+}
+
 }  // namespace rackep

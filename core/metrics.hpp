@@ -1,5 +1,5 @@
 // File: core/metrics.hpp
-// Per-plan metrics of ALGORITHMS.md §2.8: imbalance before and after, the NVLink-domain lower bound,
+// Per-plan metrics of docs/ALGORITHMS.md §2.8: imbalance before and after, the NVLink-domain lower bound,
 // replicas, redundant slots used and remote tokens. Usage:
 //   rackep::PlanMetrics m = rackep::measure_plan(loads, result);
 #pragma once

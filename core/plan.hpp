@@ -1,8 +1,8 @@
 // File: core/plan.hpp
 // Plan: where every logical expert has instances for one (layer, microbatch) and how many tokens each
-// instance is meant to serve (ALGORITHMS.md §2.1). Allocation: the per-source split of tokens over instances
-// (§2.5), i.e. the dispatch traffic matrix. PlanResult bundles both with the loads that were actually routed.
-// Usage:
+// instance is meant to serve (docs/ALGORITHMS.md §2.1). Allocation: the per-source split of tokens over
+// instances (§2.5), i.e. the dispatch traffic matrix. PlanResult bundles both with the loads that were
+// actually routed. Usage:
 //   rackep::Plan p = rackep::Plan::masters_only(shape, w);
 //   int host = p.host(l, j);           // rank hosting instance j of expert l
 //   int64_t q = p.quota_of(l, j);

@@ -1,5 +1,5 @@
 // File: core/ref_grad_reduce.hpp
-// CPU reference of the deterministic grad_reduce kernel (ALGORITHMS.md §3.6): for every master of a
+// CPU reference of the deterministic grad_reduce kernel (docs/ALGORITHMS.md §3.6): for every master of a
 // GradReducePlan (core/transfer.hpp), each fp32 gradient element becomes ((g_master + g_1) + g_2) + ... with
 // the replicas j = 1, 2, ... in l2p order, and every replica gradient buffer touched is zeroed. The GPU
 // kernel must match it bit for bit on every run. Usage:

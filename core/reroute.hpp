@@ -1,6 +1,6 @@
 // File: core/reroute.hpp
-// Reroute (ALGORITHMS.md §2.6): logical -> physical routing of one source rank's tokens. CPU reference of the
-// GPU reroute kernel.
+// Reroute (docs/ALGORITHMS.md §2.6): logical -> physical routing of one source rank's tokens. CPU reference
+// of the GPU reroute kernel.
 //   - quota plans: the k-th token (in token order) of expert l goes to instance #{i : k' >= P_i}, where P is
 //   the
 //     source's rank_quota_prefix and k' the interleave permutation of k;

@@ -1,6 +1,6 @@
-// weight_sync transfer plans (ALGORITHMS.md §3.1, §3.4): expert sizes, plan modes, the fixed-master relay
-// planner and the persistent-placement diff. Task lists live in transfer_tasks.cpp, grad_reduce and costs in
-// transfer_grad.cpp.
+// weight_sync transfer plans (docs/ALGORITHMS.md §3.1, §3.4): expert sizes, plan modes, the fixed-master
+// relay planner and the persistent-placement diff. Task lists live in transfer_tasks.cpp, grad_reduce and
+// costs in transfer_grad.cpp.
 #include "core/transfer.hpp"
 
 #include <algorithm>

@@ -1,9 +1,9 @@
 // File: core/transfer.hpp
-// Data-plane transfer plans (ALGORITHMS.md §3): expert byte sizes, who copies which expert's weights to whom
-// in a weight_sync call (direct / adaptive relay / forced relay for fixed-master plans; a resident-set diff
-// for persistent placements), the per-rank task lists a tile-streamed GPU copy kernel executes plus a CPU
-// reference executor, the grad_reduce pulls, and the analytic cost helpers of §3.5/§3.6. Pure functions, no
-// I/O. Usage:
+// Data-plane transfer plans (docs/ALGORITHMS.md §3): expert byte sizes, who copies which expert's weights to
+// whom in a weight_sync call (direct / adaptive relay / forced relay for fixed-master plans; a resident-set
+// diff for persistent placements), the per-rank task lists a tile-streamed GPU copy kernel executes plus a
+// CPU reference executor, the grad_reduce pulls, and the analytic cost helpers of §3.5/§3.6. Pure functions,
+// no I/O. Usage:
 //   rackep::ExpertBytes eb{4096, 1536};                               // Qwen3-235B expert, bf16
 //   rackep::TransferPlan tp = rackep::plan_weight_sync(plan, eb, rackep::WeightSyncOptions{});
 //   double t_s = rackep::weight_sync_time_s(tp, rackep::WeightSyncCostParams{});
@@ -264,8 +264,10 @@ struct WeightSyncTaskList {
 };
 
 /// Materialise the §3.2 task lists from a fixed-master TransferPlan (same decisions, same order per rank as
-/// the UltraEP build kernel). Throws InputError("weight_sync tasks", "kind", ...) for a persistent
-/// TransferPlan.
+/// the UltraEP build kernel). A persistent TransferPlan (resident-set diff) becomes one direct task per
+/// (copy, shard) on the copy's sender, in copy order; its copies read the sender's slot in place, so a slot
+/// that one copy reads and another overwrites in the same call is not staged (plan_persistent_weight_sync
+/// assumes staged senders): such lists time the movement exactly but may copy the new content.
 WeightSyncTaskList build_weight_sync_tasks(const TransferPlan& plan);
 
 /// What the CPU executor did.

@@ -1,4 +1,4 @@
-// grad_reduce pulls (ALGORITHMS.md §3.6) and the analytic weight_sync / grad_reduce cost helpers (§3.5,
+// grad_reduce pulls (docs/ALGORITHMS.md §3.6) and the analytic weight_sync / grad_reduce cost helpers (§3.5,
 // §3.6).
 #include <algorithm>
 

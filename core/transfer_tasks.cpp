@@ -1,4 +1,4 @@
-// weight_sync task lists (ALGORITHMS.md §3.2, §3.3) built from a fixed-master TransferPlan, and the CPU
+// weight_sync task lists (docs/ALGORITHMS.md §3.2, §3.3) built from a fixed-master TransferPlan, and the CPU
 // reference executor of the tile-streamed copy engine.
 #include <algorithm>
 #include <cstring>
@@ -56,9 +56,6 @@ void push_task(StageTasks& st, const ExpertBytes& eb, int32_t expert, int shard,
 }  // namespace
 
 WeightSyncTaskList build_weight_sync_tasks(const TransferPlan& plan) {
-  if (plan.kind != TransferKind::kFixedMaster)
-    throw InputError("weight_sync tasks", "kind",
-                     "task lists exist only for fixed-master plans (replica slots refilled from masters)");
   const ClusterShape& shape = plan.shape;
   const ExpertBytes& eb = plan.expert;
   WeightSyncTaskList list;
@@ -68,6 +65,14 @@ WeightSyncTaskList build_weight_sync_tasks(const TransferPlan& plan) {
   list.flags_per_rank = shape.num_redundant * ExpertBytes::kNumShards * list.max_chunks_per_shard;
   list.ranks.resize(static_cast<size_t>(shape.num_ranks));
 
+  if (plan.kind == TransferKind::kPersistent) {
+    // Resident-set diff: every copy is one direct task per shard on its sender, in copy order.
+    for (const TransferCopy& c : plan.copies)
+      for (int shard = 0; shard < ExpertBytes::kNumShards; ++shard)
+        push_task(list.ranks[c.src_rank].stage1, eb, c.expert, shard, /*chunk=*/-1, c.src_physical,
+                  {c.dst_physical}, {}, /*wait_flag=*/-1);
+    return list;
+  }
   std::vector<int> tree_of_expert(static_cast<size_t>(shape.num_experts()), -1);
   for (size_t i = 0; i < plan.relay_trees.size(); ++i)
     tree_of_expert[plan.relay_trees[i].expert] = static_cast<int>(i);

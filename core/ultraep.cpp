@@ -11,8 +11,8 @@ namespace rackep {
 namespace {
 
 // Options are decimal numbers; the reference evaluates lo and T0 in float32, which drifts for large totals.
-// We use exact rational arithmetic on options quantised to 1e-6 (ALGORITHMS.md §2.4.3 notes), so the CPU and
-// the GPU planner agree bit for bit.
+// We use exact rational arithmetic on options quantised to 1e-6 (docs/ALGORITHMS.md §2.4.3 notes), so the CPU
+// and the GPU planner agree bit for bit.
 constexpr int64_t kOptionScale = 1000000;
 
 int64_t ceil_div(int64_t a, int64_t b) {
@@ -93,7 +93,7 @@ struct UltraEpPlanner::Impl {
     return order;
   }
 
-  // ALGORITHMS.md §2.4.2. Fills `exports` on success.
+  // docs/ALGORITHMS.md §2.4.2. Fills `exports` on success.
   bool oracle(int64_t t, Floor floor_mode) {
     const int g = shape.domain_size;
     const int m = shape.num_masters;
@@ -153,7 +153,7 @@ struct UltraEpPlanner::Impl {
     return true;
   }
 
-  // ALGORITHMS.md §2.4.3. Returns the accepted threshold; `exports` holds its plan.
+  // docs/ALGORITHMS.md §2.4.3. Returns the accepted threshold; `exports` holds its plan.
   int64_t search(UltraEpDomainStats& st) {
     const int g = shape.domain_size;
     int64_t total = 0, mx = 0;

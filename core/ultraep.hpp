@@ -1,5 +1,5 @@
 // File: core/ultraep.hpp
-// The UltraEP quota planner (ALGORITHMS.md §2.4): per NVLink domain, a threshold search over a greedy
+// The UltraEP quota planner (docs/ALGORITHMS.md §2.4): per NVLink domain, a threshold search over a greedy
 // feasibility oracle that both creates replicas in redundant slots and fixes their quotas.
 // The planner needs only the global loads W[l]; the per-source split is core/allocation.hpp.
 // Usage:

@@ -3,7 +3,7 @@
 namespace rackep::kernels {
 
 CudaError::CudaError(std::string call, std::string error, const std::string& detail, std::string where)
-    : std::runtime_error(call + " failed: " + error + " (" + detail + ") at " + where),
+    : RuntimeError(call + " failed: " + error + " (" + detail + ") at " + where),
       call_(std::move(call)),
       error_(std::move(error)),
       where_(std::move(where)) {}

@@ -1,7 +1,7 @@
 // File: kernels/check.hpp
-// Error checks of the CUDA backend (STYLE.md rule 5): every CUDA runtime call, every kernel launch and every
-// cuBLAS call is wrapped; a failure throws rackep::kernels::CudaError whose what() names the call, the error
-// and file:line:
+// Error checks of the CUDA backend (docs/STYLE.md rule 5): every CUDA runtime call, every kernel launch and
+// every cuBLAS call is wrapped; a failure throws rackep::kernels::CudaError whose what() names the call, the
+// error and file:line:
 //   "cudaMalloc(&p, bytes) failed: cudaErrorMemoryAllocation (out of memory) at kernels/buffer.cpp:42".
 // Checks never synchronise; code that wants to see asynchronous errors synchronises explicitly.
 // Usage:
@@ -17,11 +17,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/error.hpp"
+
 namespace rackep::kernels {
 
 /// A failed CUDA, cuBLAS or NCCL call. `call()` is the source text of the call (or the kernel name of a
-/// launch), `error()` the library's error name, `where()` "file:line".
-class CudaError : public std::runtime_error {
+/// launch), `error()` the library's error name, `where()` "file:line". A runtime error (exit code 1).
+class CudaError : public RuntimeError {
  public:
   CudaError(std::string call, std::string error, const std::string& detail, std::string where);
   const std::string& call() const noexcept { return call_; }

@@ -5,9 +5,9 @@
 // share.
 //   weight_sync: persistent blocks take 32 KiB tiles from a global ticket counter, binary-search the owning
 //   task
-//     (tile prefix sums, ALGORITHMS.md §3.3) and copy the tile to every destination with 16-byte vectors. A
-//     task with a wait flag spins until flag >= epoch; a task with ready signals raises them (flag = epoch)
-//     when its last tile is done, so relays forward a 256 KiB chunk as soon as it has arrived.
+//     (tile prefix sums, docs/ALGORITHMS.md §3.3) and copy the tile to every destination with 16-byte
+//     vectors. A task with a wait flag spins until flag >= epoch; a task with ready signals raises them (flag
+//     = epoch) when its last tile is done, so relays forward a 256 KiB chunk as soon as it has arrived.
 //   grad_reduce: every 64 KiB tile of a (master, shard) group becomes ((g_master + g_1) + g_2) + ... and the
 //   replica
 //     tiles are zeroed (§3.6, deterministic variant).

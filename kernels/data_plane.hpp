@@ -1,5 +1,5 @@
 // File: kernels/data_plane.hpp
-// Engines that run core's data-plane transfer plans on GPUs (ALGORITHMS.md §3):
+// Engines that run core's data-plane transfer plans on GPUs (docs/ALGORITHMS.md §3):
 //   WeightSyncEngine executes a WeightSyncTaskList (core/transfer.hpp: direct and relay tasks with tile
 //   prefix
 //     sums, ready flags) with the persistent tile-streamed copy kernel; copies are bit-exact, as in

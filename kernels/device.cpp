@@ -67,14 +67,4 @@ std::vector<DeviceInfo> require_gpus(int min_devices) {
   return out;
 }
 
-int mpi_launcher_world_size() {
-  auto read = [](const char* name) {
-    const char* v = std::getenv(name);
-    return v != nullptr ? std::atoi(v) : 0;
-  };
-  if (const int n = read("OMPI_COMM_WORLD_SIZE"); n > 0) return n;
-  if (const int n = read("PMI_SIZE"); n > 0) return n;
-  return 0;
-}
-
 }  // namespace rackep::kernels

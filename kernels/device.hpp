@@ -12,12 +12,14 @@
 #include <string>
 #include <vector>
 
+#include "core/error.hpp"
+
 namespace rackep::kernels {
 
-/// No usable CUDA device. what() starts with "no CUDA GPU found".
-class GpuUnavailable : public std::runtime_error {
+/// No usable CUDA device. what() starts with "no CUDA GPU found". A runtime error (exit code 1).
+class GpuUnavailable : public RuntimeError {
  public:
-  explicit GpuUnavailable(const std::string& message) : std::runtime_error(message) {}
+  explicit GpuUnavailable(const std::string& message) : RuntimeError(message) {}
 };
 
 /// What the backend needs to know about one device (cudaGetDeviceProperties plus attributes).
@@ -46,10 +48,5 @@ DeviceInfo device_info(int index);
 /// Properties of every device; throws GpuUnavailable("no CUDA GPU found ...") when fewer than `min_devices`
 /// exist.
 std::vector<DeviceInfo> require_gpus(int min_devices = 1);
-
-/// Number of processes of the job when this process was started by an MPI launcher (mpirun/mpiexec of
-/// OpenMPI: OMPI_COMM_WORLD_SIZE; MPICH/Hydra: PMI_SIZE), else 0.
-/// Needs no MPI library, so a build without MPI can refuse to run K copies of the whole job.
-int mpi_launcher_world_size();
 
 }  // namespace rackep::kernels

@@ -15,6 +15,7 @@
 #include "core/balancer.hpp"
 #include "core/load_matrix.hpp"
 #include "core/ref_expert_ffn.hpp"
+#include "core/step_driver.hpp"
 #include "core/transfer.hpp"
 
 namespace rackep::kernels {
@@ -39,6 +40,7 @@ struct RunLayerConfig {
   bool backward = false;  ///< also run grad_reduce (fp32 gradients of every slot)
   int warmup = 1;         ///< untimed runs of the first record
   bool check = true;      ///< compare the first record against the CPU references (reroute, dispatch)
+  bool check_plans = check_plans_by_default();  ///< ALGORITHMS.md §2.8 checks on every plan (StepDriver)
   /// GPUs of this process: 0 = every GPU found (the largest count <= found that divides N), 1 = all ranks
   /// emulated on GPU 0, K >= 2 = N / K ranks on each of GPUs 0..K-1 (N % K == 0; needs NCCL and peer access).
   int gpus = 0;
@@ -82,12 +84,15 @@ struct RunLayerReport {
 };
 
 /// Executes every record: plan -> reroute -> weight_sync -> dispatch -> expert FFN (grouped GEMM) -> combine
-/// (-> grad_reduce). Ranks sit in contiguous blocks on the GPUs (kernels/ep_layout.hpp), each rank's buffers
-/// its own allocation and its kernels on its own stream; between GPUs dispatch/combine go through NCCL
-/// (kernels/ep_exchange.hpp) and weight_sync/grad_reduce copy through peer access (one process) or CUDA IPC
-/// (MPI). Phase times are CUDA events per GPU, max over ranks and GPUs. Throws GpuUnavailable, InputError
-/// (shapes, balancer, GPU count, a check that failed) or CudaError; under MPI a failing process aborts the
-/// job.
+/// (-> grad_reduce). What each record plans and moves comes from a StepDriver (core/step_driver.hpp): the
+/// weight_sync of fixed-master balancers and the resident-set diffs of eplb/lplb are executed and timed
+/// alike; grad_reduce runs where the step reduces (every record is a step of its own). Ranks sit in
+/// contiguous blocks on the GPUs (kernels/ep_layout.hpp), each rank's buffers its own allocation and its
+/// kernels on its own stream; between GPUs dispatch/combine go through NCCL (kernels/ep_exchange.hpp) and
+/// weight_sync/grad_reduce copy through peer access (one process) or CUDA IPC (MPI). Phase times are CUDA
+/// events per GPU, max over ranks and GPUs. Throws GpuUnavailable, InputError (shapes, balancer, GPU count),
+/// VerificationError (a GPU result differs from its CPU reference) or CudaError; under MPI the caller ends
+/// the job when one process throws (tools/cmd_run_layer.cpp).
 RunLayerReport run_layers(const RunLayerConfig& config, const std::vector<LayerRecord>& records,
                           const std::function<void(const LayerResult&)>& on_layer = {});
 

@@ -1,7 +1,7 @@
 // File: kernels/measure.hpp
 // Measurement helpers shared by the calibrate and bench drivers: synthetic expected loads with a target rank
-// imbalance (ALGORITHMS.md §2.9 weights, without sampling), timing of a repeated GPU action with CUDA events,
-// a least-squares line, and the bf16 dense peak of a device.
+// imbalance (docs/ALGORITHMS.md §2.9 weights, without sampling), timing of a repeated GPU action with CUDA
+// events, a least-squares line, and the bf16 dense peak of a device.
 #pragma once
 
 #include <cuda_runtime_api.h>

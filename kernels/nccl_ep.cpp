@@ -168,7 +168,7 @@ void nccl_device_barrier(ncclComm_t comm, int32_t* scratch, cudaStream_t stream)
 namespace {
 void mpi_check(int rc, const char* what) {
   if (rc != MPI_SUCCESS)
-    throw std::runtime_error(std::string(what) + " failed (MPI error " + std::to_string(rc) + ")");
+    throw RuntimeError(std::string(what) + " failed (MPI error " + std::to_string(rc) + ")");
 }
 }  // namespace
 
@@ -217,11 +217,6 @@ void MpiSession::barrier() const {
   mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
 }
 
-void MpiSession::abort(int code) const {
-  MPI_Abort(MPI_COMM_WORLD, code);
-  std::abort();
-}
-
 ncclComm_t nccl_comm_from_mpi() {
   int rank = 0, size = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -229,7 +224,7 @@ ncclComm_t nccl_comm_from_mpi() {
   ncclUniqueId id{};
   if (rank == 0) RACKEP_NCCL_CHECK(ncclGetUniqueId(&id));
   if (MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
-    throw std::runtime_error("MPI_Bcast of the ncclUniqueId failed");
+    throw RuntimeError("MPI_Bcast of the ncclUniqueId failed");
   ncclComm_t comm = nullptr;
   RACKEP_NCCL_CHECK(ncclCommInitRank(&comm, size, id, rank));
   return comm;
@@ -244,7 +239,7 @@ std::vector<void*> exchange_ipc_pointers(void* local) {
   std::vector<cudaIpcMemHandle_t> all(static_cast<size_t>(size));
   if (MPI_Allgather(&mine, sizeof(mine), MPI_BYTE, all.data(), sizeof(mine), MPI_BYTE, MPI_COMM_WORLD) !=
       MPI_SUCCESS)
-    throw std::runtime_error("MPI_Allgather of the CUDA IPC handles failed");
+    throw RuntimeError("MPI_Allgather of the CUDA IPC handles failed");
   std::vector<void*> out(static_cast<size_t>(size), nullptr);
   for (int r = 0; r < size; ++r) {
     if (r == rank) {

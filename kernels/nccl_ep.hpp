@@ -99,8 +99,6 @@ class MpiSession {
   /// Collective: true when `v` is true on every process.
   bool all(bool v) const;
   void barrier() const;
-  /// Ends every process of the job (an exception in one process would leave the others waiting in NCCL).
-  [[noreturn]] void abort(int code) const;
 
  private:
   bool initialised_here_ = false;

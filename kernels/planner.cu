@@ -46,7 +46,7 @@ struct Smem {
   int32_t* feasible;   // [kWarps]
 };
 
-// ALGORITHMS.md §2.4.2 run by one warp (all 32 lanes); exports go to this warp's buffer. Lane l owns the
+// docs/ALGORITHMS.md §2.4.2 run by one warp (all 32 lanes); exports go to this warp's buffer. Lane l owns the
 // ranks l, l + 32, l + 64 and keeps their slack / slots used / occupancy stamp in registers.
 __device__ bool warp_oracle(const Smem& sm, int g, int m, int r_slots, int64_t t, bool dynamic_floor,
                             const DeviceOptions& opt, int warp, int cap) {

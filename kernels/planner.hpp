@@ -1,8 +1,8 @@
 // File: kernels/planner.hpp
-// The UltraEP quota planner on the GPU (ALGORITHMS.md §2.4): one 128-thread block per NVLink domain. Warps
-// run the greedy oracle with one lane per group of ranks (warp-wide arg-max picks the largest-slack target);
-// the three fast-path thresholds run on three warps at once and each fallback round probes four thresholds,
-// one per warp. The plan (p2l, l2p, lcnt, quota, per-domain threshold) is bit-identical to core's
+// The UltraEP quota planner on the GPU (docs/ALGORITHMS.md §2.4): one 128-thread block per NVLink domain.
+// Warps run the greedy oracle with one lane per group of ranks (warp-wide arg-max picks the largest-slack
+// target); the three fast-path thresholds run on three warps at once and each fallback round probes four
+// thresholds, one per warp. The plan (p2l, l2p, lcnt, quota, per-domain threshold) is bit-identical to core's
 // UltraEpPlanner. Kernel API in CUTLASS shape: fill PlannerArgs, check validate(), then launch_planner() on a
 // stream. Usage:
 //   rackep::kernels::PlannerArgs a{shape, options, d_w, d_p2l, d_l2p, d_lcnt, d_quota, d_threshold};

@@ -1,6 +1,6 @@
 // File: kernels/reroute.hpp
-// Reroute on the GPU (ALGORITHMS.md §2.6, dense deterministic path): rewrites one source rank's top-k logical
-// expert ids into physical ids. The k-th token (in token order) of expert l goes to instance
+// Reroute on the GPU (docs/ALGORITHMS.md §2.6, dense deterministic path): rewrites one source rank's top-k
+// logical expert ids into physical ids. The k-th token (in token order) of expert l goes to instance
 // #{i : k' >= P_i} of l (quota plans, k' = interleave permutation of k, P = this source's rank_quota_prefix),
 // or to instance k mod C (quota-less plans). Identical to core's reroute_tokens. Three kernels: per-tile
 // counts (a warp per 128-token tile), an exclusive scan over tiles per expert (which also checks the counts

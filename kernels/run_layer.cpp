@@ -21,13 +21,14 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "core/allocation.hpp"
 #include "core/error.hpp"
 #include "core/ref_bf16.hpp"
 #include "core/ref_dispatch.hpp"
 #include "core/reroute.hpp"
-#include "core/ultraep.hpp"
+#include "core/step_driver.hpp"
 #include "kernels/check.hpp"
 #include "kernels/data_plane.hpp"
 #include "kernels/device.hpp"
@@ -119,70 +120,142 @@ struct IpcMappings {
   ~IpcMappings() { close(); }
 };
 
-RunLayerReport run_layers_impl(const RunLayerConfig& cfg, const std::vector<LayerRecord>& records,
-                               const std::function<void(const LayerResult&)>& on_layer, Mpi* mpi) {
-  const std::vector<DeviceInfo> found = require_gpus(1);
-  const ClusterShape& shape = cfg.shape;
-  shape.validate("run-layer shape");
-  const int n = shape.num_ranks;
-  const int s_slots = shape.slots_per_rank();
-  const int l_count = shape.num_experts();
-  const int64_t hidden = cfg.dims.hidden;
-  const ExpertBytes eb{cfg.dims.hidden, cfg.dims.ffn, 2};
-  eb.validate("--model");
-  if (hidden % 8 != 0) throw InputError("--model", "hidden", "must be a multiple of 8");
-
-  // ---- placement: which GPUs this process drives, and which ranks ----
-  EpPlacement place{n, 1};
+// ---- the job: everything one process holds on its GPUs for the whole slice (RAII: every device buffer,
+// stream, timer, communicator and IPC mapping is released by its owner's destructor, in reverse order) ----
+struct Job {
+  const RunLayerConfig& cfg;
+  Mpi* mpi = nullptr;
+  std::vector<DeviceInfo> found;
+  ClusterShape shape;
+  int n = 0, s_slots = 0, l_count = 0;
+  int64_t hidden = 0;
+  ExpertBytes eb;
+  EpPlacement place{1, 1};
   int first_gpu = 0;
   std::vector<int> devices;
+  int q = 1, local_gpus = 1, first_rank = 0, local_ranks = 0;
+  std::vector<ncclComm*> comm_ptrs;
+#if RACKEP_HAVE_NCCL
+  Comms comms;
+#endif
+  std::vector<std::unique_ptr<Rank>> ranks;
+  IpcMappings ipc;
+  WeightSyncBuffers wsb;
+  GradReduceBuffers grb;
+  std::vector<std::unique_ptr<GpuState>> gpus;
+  std::vector<std::vector<cudaStream_t>> gpu_streams;
+  std::unique_ptr<EpExchange> exchange;
+  std::unique_ptr<GpuPlanner> gpu_planner;  // ultraep: the planner kernel is timed and checked
+  std::unique_ptr<StepDriver> driver;       // the plan, its legality and transfers (core/step_driver.hpp)
+  uint32_t epoch = 0;
+  RunLayerReport rep;
+
+  Job(const RunLayerConfig& c, Mpi* m) : cfg(c), mpi(m) {}
+  ~Job() {
+    ipc.close();
+#if RACKEP_HAVE_MPI
+    // Every mapping is closed before any owner frees its buffers. Not from an exception: the others may be
+    // gone, and the command ends the job.
+    if (mpi != nullptr && std::uncaught_exceptions() == 0) mpi->barrier();
+#endif
+  }
+  Job(const Job&) = delete;
+  Job& operator=(const Job&) = delete;
+
+  void on_gpus(const std::function<void(GpuState&, int)>& fn) {
+    for (int li = 0; li < local_gpus; ++li) {
+      RACKEP_CUDA_CHECK(cudaSetDevice(gpus[li]->device));
+      fn(*gpus[li], li);
+    }
+  }
+  void sync_all() {
+    on_gpus([](GpuState& g, int) { g.set->sync_all(); });
+  }
+  void barrier() {
+#if RACKEP_HAVE_MPI
+    if (mpi != nullptr) mpi->barrier();
+#endif
+  }
+};
+
+// What one record needs between its preparation, its timed runs and its checks.
+struct RecordWork {
+  LayerResult res;
+  const StepRecord* step = nullptr;
+  Plan gpu_plan;  // ultraep: what the planner kernel produced
+  std::unique_ptr<EventTimer> plan_timer;
+  std::vector<std::vector<int32_t>> phys_ref, topk;
+  DispatchLayout lay;
+  bool weight_sync = false;
+  bool grad_reduce = false;
+  std::vector<std::unique_ptr<GpuTimers>> timers;
+};
+
+// ---- prepare (once): placement, memory check, communicators, ranks and their buffers, engines, planners
+// ----
+void prepare_job(Job& j, const std::vector<LayerRecord>& records) {
+  const RunLayerConfig& cfg = j.cfg;
+  j.found = require_gpus(1);
+  j.shape = cfg.shape;
+  j.shape.validate("run-layer shape");
+  const ClusterShape& shape = j.shape;
+  j.n = shape.num_ranks;
+  j.s_slots = shape.slots_per_rank();
+  j.l_count = shape.num_experts();
+  j.hidden = cfg.dims.hidden;
+  j.eb = ExpertBytes{cfg.dims.hidden, cfg.dims.ffn, 2};
+  j.eb.validate("--model");
+  if (j.hidden % 8 != 0) throw InputError("--model", "hidden", "must be a multiple of 8");
+  const int n = j.n;
+  const ExpertBytes& eb = j.eb;
+
+  j.place = EpPlacement{n, 1};
   int process_rank = 0;
 #if RACKEP_HAVE_MPI
-  if (mpi != nullptr) {
-    place.num_gpus = mpi->size();
-    first_gpu = mpi->rank();
-    process_rank = mpi->rank();
-    devices.push_back(mpi->local_rank() % static_cast<int>(found.size()));
+  if (j.mpi != nullptr) {
+    j.place.num_gpus = j.mpi->size();
+    j.first_gpu = j.mpi->rank();
+    process_rank = j.mpi->rank();
+    j.devices.push_back(j.mpi->local_rank() % static_cast<int>(j.found.size()));
   }
-#else
-  (void)mpi;
 #endif
-  if (devices.empty()) {
-    const int available = static_cast<int>(found.size());
-    place.num_gpus = cfg.gpus > 0 ? cfg.gpus : gpus_for_ranks(n, available);
-    if (place.num_gpus > available)
+  if (j.devices.empty()) {
+    const int available = static_cast<int>(j.found.size());
+    j.place.num_gpus = cfg.gpus > 0 ? cfg.gpus : gpus_for_ranks(n, available);
+    if (j.place.num_gpus > available)
       throw InputError("--gpus", std::to_string(cfg.gpus),
                        "asks for more GPUs than the " + std::to_string(available) + " found");
-    for (int g = 0; g < place.num_gpus; ++g) devices.push_back(g);
+    for (int g = 0; g < j.place.num_gpus; ++g) j.devices.push_back(g);
   }
-  place.validate(mpi != nullptr ? "mpirun -np" : "--gpus");
+  j.place.validate(j.mpi != nullptr ? "mpirun -np" : "--gpus");
 #if !RACKEP_HAVE_NCCL
-  if (place.num_gpus > 1)
-    throw InputError("--gpus", std::to_string(place.num_gpus),
+  if (j.place.num_gpus > 1)
+    throw InputError("--gpus", std::to_string(j.place.num_gpus),
                      "ranks on several GPUs need NCCL, and rackep was built without it; use --gpus 1");
 #endif
-  const int q = place.ranks_per_gpu();
-  const int local_gpus = static_cast<int>(devices.size());
-  const int first_rank = place.first_rank(first_gpu);
-  const int local_ranks = q * local_gpus;
+  j.q = j.place.ranks_per_gpu();
+  j.local_gpus = static_cast<int>(j.devices.size());
+  j.first_rank = j.place.first_rank(j.first_gpu);
+  j.local_ranks = j.q * j.local_gpus;
+  const int q = j.q;
 
   // Memory estimate before allocating anything (per GPU: its q ranks).
   int64_t max_pairs = 0;
   for (const LayerRecord& r : records) {
-    if (r.loads.num_ranks() != n || r.loads.num_experts() != l_count)
+    if (r.loads.num_ranks() != n || r.loads.num_experts() != j.l_count)
       throw InputError("--trace", "loads", "record shape differs from the cluster shape");
     for (int s = 0; s < n; ++s) {
       int64_t p = 0;
-      for (int l = 0; l < l_count; ++l) p += r.loads.at(s, l);
+      for (int l = 0; l < j.l_count; ++l) p += r.loads.at(s, l);
       max_pairs = std::max(max_pairs, p);
     }
   }
-  const int64_t row_bytes = hidden * 2;
-  const int64_t per_rank = s_slots * eb.weight_bytes() + (cfg.backward ? s_slots * eb.grad_bytes() : 0) +
-                           max_pairs * (3 * row_bytes + 4 * hidden + 64) +
+  const int64_t row_bytes = j.hidden * 2;
+  const int64_t per_rank = j.s_slots * eb.weight_bytes() + (cfg.backward ? j.s_slots * eb.grad_bytes() : 0) +
+                           max_pairs * (3 * row_bytes + 4 * j.hidden + 64) +
                            max_pairs * n * (row_bytes + 3 * 4) / std::max(n, 1) * 2 +
                            max_pairs * 2 * cfg.dims.ffn * 2 * 3 / 2;
-  for (int dev : devices) {
+  for (int dev : j.devices) {
     RACKEP_CUDA_CHECK(cudaSetDevice(dev));
     size_t free_b = 0, total_b = 0;
     RACKEP_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -194,382 +267,382 @@ RunLayerReport run_layers_impl(const RunLayerConfig& cfg, const std::vector<Laye
                            " GiB free: use a smaller model, fewer ranks or more GPUs");
   }
 
-  RunLayerReport rep;
-  rep.num_gpus = place.num_gpus;
+  RunLayerReport& rep = j.rep;
+  rep.num_gpus = j.place.num_gpus;
   rep.ranks_per_gpu = q;
   rep.process_rank = process_rank;
-  for (int dev : devices) rep.devices.push_back(found[dev].name);
-  if (place.num_gpus == 1) {
-    rep.mode = std::to_string(n) + " emulated ranks on 1 GPU (" + found[devices[0]].name + ")";
-  } else if (mpi != nullptr) {
-    rep.mode = std::to_string(n) + " EP ranks on " + std::to_string(place.num_gpus) +
+  for (int dev : j.devices) rep.devices.push_back(j.found[dev].name);
+  const std::string& gpu0 = j.found[j.devices[0]].name;
+  if (j.place.num_gpus == 1) {
+    rep.mode = std::to_string(n) + " emulated ranks on 1 GPU (" + gpu0 + ")";
+  } else if (j.mpi != nullptr) {
+    rep.mode = std::to_string(n) + " EP ranks on " + std::to_string(j.place.num_gpus) +
                " GPUs, one MPI process per GPU, " + std::to_string(q) +
-               " ranks per GPU (NCCL dispatch/combine, CUDA IPC weight_sync; process 0 on " +
-               found[devices[0]].name + ")";
+               " ranks per GPU (NCCL dispatch/combine, CUDA IPC weight_sync; process 0 on " + gpu0 + ")";
   } else {
-    rep.mode = std::to_string(n) + " EP ranks on " + std::to_string(place.num_gpus) +
+    rep.mode = std::to_string(n) + " EP ranks on " + std::to_string(j.place.num_gpus) +
                " GPUs in one process, " + std::to_string(q) +
-               " ranks per GPU (NCCL dispatch/combine, peer-access weight_sync; " + found[devices[0]].name +
-               ")";
+               " ranks per GPU (NCCL dispatch/combine, peer-access weight_sync; " + gpu0 + ")";
   }
 
   // ---- communicators and peer access ----
-  std::vector<ncclComm*> comm_ptrs;
 #if RACKEP_HAVE_NCCL
-  Comms comms;
-  if (place.num_gpus > 1) {
-    if (mpi != nullptr) {
+  if (j.place.num_gpus > 1) {
+    if (j.mpi != nullptr) {
 #if RACKEP_HAVE_MPI
-      RACKEP_CUDA_CHECK(cudaSetDevice(devices[0]));
-      comms.comms.push_back(nccl_comm_from_mpi());
+      RACKEP_CUDA_CHECK(cudaSetDevice(j.devices[0]));
+      j.comms.comms.push_back(nccl_comm_from_mpi());
 #endif
     } else {
-      if (!enable_peer_access(devices))
-        throw InputError("--gpus", std::to_string(place.num_gpus),
+      if (!enable_peer_access(j.devices))
+        throw InputError("--gpus", std::to_string(j.place.num_gpus),
                          "weight_sync and grad_reduce between GPUs need peer access between every pair of "
                          "GPUs, and some pair has none; use --gpus 1 or GPUs connected by NVLink/PCIe P2P");
-      comms.comms = nccl_comms_for_devices(devices);
+      j.comms.comms = nccl_comms_for_devices(j.devices);
     }
-    for (ncclComm_t c : comms.comms) comm_ptrs.push_back(c);
+    for (ncclComm_t c : j.comms.comms) j.comm_ptrs.push_back(c);
   }
 #endif
 
   // ---- ranks of this process ----
-  std::vector<std::unique_ptr<Rank>> ranks;
   std::vector<uint8_t> expert_host(static_cast<size_t>(eb.weight_bytes()));
   for (size_t i = 0; i < expert_host.size() / 2; ++i) {
     const float v = static_cast<float>(static_cast<int>((i * 2654435761u) % 2001u) - 1000) / 1000.0f /
-                    std::sqrt(static_cast<float>(hidden));
+                    std::sqrt(static_cast<float>(j.hidden));
     const uint16_t b = float_to_bf16(v);
     std::memcpy(&expert_host[2 * i], &b, 2);
   }
   const int flags_per_rank = static_cast<int>(
       std::max<int64_t>(shape.num_redundant * 2 * std::max(eb.max_chunks_per_shard(), 1), 1));
-  for (int i = 0; i < local_ranks; ++i) {
+  for (int i = 0; i < j.local_ranks; ++i) {
     auto rk = std::make_unique<Rank>();
-    rk->device = devices[i / q];
+    rk->device = j.devices[i / q];
     RACKEP_CUDA_CHECK(cudaSetDevice(rk->device));
     RACKEP_CUDA_CHECK(cudaStreamCreateWithFlags(&rk->stream, cudaStreamNonBlocking));
-    rk->weights.resize(static_cast<size_t>(s_slots * eb.weight_bytes()));
+    rk->weights.resize(static_cast<size_t>(j.s_slots * eb.weight_bytes()));
     for (int slot = 0; slot < shape.num_masters; ++slot)
       RACKEP_CUDA_CHECK(cudaMemcpy(rk->weights.get() + slot * eb.weight_bytes(), expert_host.data(),
                                    expert_host.size(), cudaMemcpyHostToDevice));
     rk->flags.resize(static_cast<size_t>(flags_per_rank));
     RACKEP_CUDA_CHECK(cudaMemset(rk->flags.get(), 0, rk->flags.bytes()));
-    if (cfg.backward) rk->grads.resize(static_cast<size_t>(s_slots * eb.grad_bytes() / 4));
+    if (cfg.backward) rk->grads.resize(static_cast<size_t>(j.s_slots * eb.grad_bytes() / 4));
     rk->ffn = std::make_unique<GroupedFfn>(cfg.dims);
     rk->error.resize(1);
-    ranks.push_back(std::move(rk));
+    j.ranks.push_back(std::move(rk));
   }
 
   // Slot and flag addresses of every rank of the job, as this process sees them.
   std::vector<uint8_t*> rank_weights(static_cast<size_t>(n), nullptr);
   std::vector<uint32_t*> rank_flags(static_cast<size_t>(n), nullptr);
   std::vector<float*> rank_grads(static_cast<size_t>(n), nullptr);
-  for (int i = 0; i < local_ranks; ++i) {
-    rank_weights[first_rank + i] = ranks[i]->weights.get();
-    rank_flags[first_rank + i] = ranks[i]->flags.get();
-    rank_grads[first_rank + i] = cfg.backward ? ranks[i]->grads.get() : nullptr;
+  for (int i = 0; i < j.local_ranks; ++i) {
+    rank_weights[j.first_rank + i] = j.ranks[i]->weights.get();
+    rank_flags[j.first_rank + i] = j.ranks[i]->flags.get();
+    rank_grads[j.first_rank + i] = cfg.backward ? j.ranks[i]->grads.get() : nullptr;
   }
-  IpcMappings ipc;
 #if RACKEP_HAVE_MPI
-  if (mpi != nullptr && place.num_gpus > 1) {
-    RACKEP_CUDA_CHECK(cudaSetDevice(devices[0]));
+  if (j.mpi != nullptr && j.place.num_gpus > 1) {
+    RACKEP_CUDA_CHECK(cudaSetDevice(j.devices[0]));
     auto gather = [&](void* local, int i, auto& out) {
       const std::vector<void*> all = exchange_ipc_pointers(local);
-      for (int p = 0; p < place.num_gpus; ++p) {
+      for (int p = 0; p < j.place.num_gpus; ++p) {
         using T = typename std::remove_reference_t<decltype(out)>::value_type;
-        out[static_cast<size_t>(place.first_rank(p) + i)] = static_cast<T>(all[p]);
-        if (p != first_gpu) ipc.opened.push_back(all[p]);
+        out[static_cast<size_t>(j.place.first_rank(p) + i)] = static_cast<T>(all[p]);
+        if (p != j.first_gpu) j.ipc.opened.push_back(all[p]);
       }
     };
     for (int i = 0; i < q; ++i) {
-      gather(ranks[i]->weights.get(), i, rank_weights);
-      gather(ranks[i]->flags.get(), i, rank_flags);
-      if (cfg.backward) gather(ranks[i]->grads.get(), i, rank_grads);
+      gather(j.ranks[i]->weights.get(), i, rank_weights);
+      gather(j.ranks[i]->flags.get(), i, rank_flags);
+      if (cfg.backward) gather(j.ranks[i]->grads.get(), i, rank_grads);
     }
   }
 #endif
-  WeightSyncBuffers wsb;
-  GradReduceBuffers grb;
   for (int r = 0; r < n; ++r) {
-    for (int slot = 0; slot < s_slots; ++slot) {
-      wsb.slot_weights.push_back(rank_weights[r] + slot * eb.weight_bytes());
-      grb.slot_grads.push_back(cfg.backward ? rank_grads[r] + slot * eb.grad_bytes() / 4 : nullptr);
+    for (int slot = 0; slot < j.s_slots; ++slot) {
+      j.wsb.slot_weights.push_back(rank_weights[r] + slot * eb.weight_bytes());
+      j.grb.slot_grads.push_back(cfg.backward ? rank_grads[r] + slot * eb.grad_bytes() / 4 : nullptr);
     }
-    wsb.rank_flags.push_back(rank_flags[r]);
+    j.wsb.rank_flags.push_back(rank_flags[r]);
   }
 
-  std::vector<std::unique_ptr<GpuState>> gpus;
-  std::vector<std::vector<cudaStream_t>> gpu_streams(static_cast<size_t>(local_gpus));
-  for (int i = 0; i < local_ranks; ++i) gpu_streams[i / q].push_back(ranks[i]->stream);
-  for (int li = 0; li < local_gpus; ++li) {
+  j.gpu_streams.assign(static_cast<size_t>(j.local_gpus), {});
+  for (int i = 0; i < j.local_ranks; ++i) j.gpu_streams[i / q].push_back(j.ranks[i]->stream);
+  for (int li = 0; li < j.local_gpus; ++li) {
     auto g = std::make_unique<GpuState>();
-    g->device = devices[li];
-    g->index = first_gpu + li;
+    g->device = j.devices[li];
+    g->index = j.first_gpu + li;
     RACKEP_CUDA_CHECK(cudaSetDevice(g->device));
-    g->set = std::make_unique<StreamSet>(gpu_streams[li]);
-    g->ws = std::make_unique<WeightSyncEngine>(found[g->device].num_sms);
+    g->set = std::make_unique<StreamSet>(j.gpu_streams[li]);
+    g->ws = std::make_unique<WeightSyncEngine>(j.found[g->device].num_sms);
     g->gr = std::make_unique<GradReduceEngine>();
-    gpus.push_back(std::move(g));
+    j.gpus.push_back(std::move(g));
   }
-  auto on_gpus = [&](const std::function<void(GpuState&, int)>& fn) {
-    for (int li = 0; li < local_gpus; ++li) {
-      RACKEP_CUDA_CHECK(cudaSetDevice(gpus[li]->device));
-      fn(*gpus[li], li);
-    }
-  };
-  auto sync_all = [&] { on_gpus([](GpuState& g, int) { g.set->sync_all(); }); };
-  EpExchange exchange(place, devices, first_gpu, comm_ptrs, gpu_streams);
+  j.exchange = std::make_unique<EpExchange>(j.place, j.devices, j.first_gpu, j.comm_ptrs, j.gpu_streams);
 
-  RACKEP_CUDA_CHECK(cudaSetDevice(devices[0]));
-  std::unique_ptr<GpuPlanner> gpu_planner;
-  std::unique_ptr<Balancer> balancer;
-  if (cfg.balancer == "ultraep")
-    gpu_planner = std::make_unique<GpuPlanner>(shape, cfg.options.ultraep);
-  else
-    balancer = make_balancer(cfg.balancer, shape, cfg.options);
-  uint32_t epoch = 0;
+  RACKEP_CUDA_CHECK(cudaSetDevice(j.devices[0]));
+  if (cfg.balancer == "ultraep") j.gpu_planner = std::make_unique<GpuPlanner>(shape, cfg.options.ultraep);
+  StepDriverConfig dc;
+  dc.shape = shape;
+  dc.balancer = cfg.balancer;
+  dc.options = cfg.options;
+  dc.expert = eb;
+  dc.weight_sync = cfg.weight_sync;
+  dc.training = cfg.backward;
+  dc.microbatches_per_step = 1;  // every record of the slice is a step of its own
+  dc.check_legality = cfg.check_plans;
+  j.driver = std::make_unique<StepDriver>(dc);
+}
 
-  bool all_checked = cfg.check;
-  for (size_t rec_i = 0; rec_i < records.size(); ++rec_i) {
-    const LayerRecord& rec = records[rec_i];
-    const bool check = cfg.check && rec_i == 0;
-    const int runs = rec_i == 0 ? 1 + std::max(cfg.warmup, 0) : 1;
-    LayerResult res;
-    res.layer = rec.layer;
-    res.microbatch = rec.microbatch;
-    res.imbalance_before = imbalance(rec.loads.rank_loads(shape));
-    const std::vector<int64_t> w = rec.loads.expert_totals();
+// ---- prepare (per record, untimed): the step (plan, allocation, transfers) from the StepDriver, the GPU
+// planner's plan for ultraep, reroute references, dispatch layout, uploads, copy and pull task lists. Every
+// process computes the same step: the planners are deterministic. ----
+RecordWork prepare_record(Job& j, const LayerRecord& rec) {
+  const ClusterShape& shape = j.shape;
+  const int n = j.n;
+  RecordWork w;
+  w.res.layer = rec.layer;
+  w.res.microbatch = rec.microbatch;
+  w.res.imbalance_before = imbalance(rec.loads.rank_loads(shape));
+  w.step = &j.driver->step(rec.loads, rec.layer, rec.microbatch);
+  const Plan& plan = w.step->result.plan;
+  const Allocation& alloc = w.step->result.alloc;
+  const LoadMatrix& routed = w.step->result.routed;
 
-    // ---- plan (GPU for ultraep, on this process's first GPU; host balancer otherwise) and host-side
-    // preparation (untimed). Every process computes the same plan: both planners are deterministic. ----
-    Plan plan;
-    Allocation alloc;
-    RACKEP_CUDA_CHECK(cudaSetDevice(devices[0]));
-    EventTimer plan_timer(ranks[0]->stream);
-    if (gpu_planner) {
-      plan = gpu_planner->plan(w, ranks[0]->stream);  // upload W, plan, download (untimed)
-      plan_timer.start();                             // the kernel alone, on the W already on the device
-      gpu_planner->launch(gpu_planner->device_args().w, ranks[0]->stream);
-      plan_timer.stop();
-      if (check) {
-        const Plan ref = ultraep_plan(shape, w, cfg.options.ultraep);
-        if (ref.p2l != plan.p2l || ref.l2p != plan.l2p || ref.lcnt != plan.lcnt || ref.quota != plan.quota)
-          throw InputError("run-layer check", "planner", "GPU plan differs from core's UltraEpPlanner");
-      }
-      alloc = allocate_by_quota(plan, rec.loads, cfg.options.ultraep.locality_aware);
-    } else {
-      PlanResult pr = balancer->plan(rec.loads, {rec.layer, rec.microbatch});
-      plan = std::move(pr.plan);
-      alloc = std::move(pr.alloc);
-    }
-    res.imbalance_after = imbalance(rank_loads_after(plan, alloc));
-    res.replicas = plan.total_replicas();
-    std::vector<std::vector<int32_t>> phys_ref(n), topk(n);
-    for (int s = 0; s < n; ++s) {
-      topk[s] = pair_sequence(rec.loads, s);
-      res.routed_pairs += static_cast<int64_t>(topk[s].size());
-      phys_ref[s] = reroute_tokens(plan, alloc, s, topk[s], 1, cfg.options.ultraep.interleave);
-    }
-    const DispatchLayout lay = build_dispatch_layout(shape, phys_ref, 1);
-    on_gpus([&](GpuState& g, int) {
-      g.l2p.assign(plan.l2p);
-      g.lcnt.assign(plan.lcnt);
+  RACKEP_CUDA_CHECK(cudaSetDevice(j.devices[0]));
+  if (j.gpu_planner) {
+    w.plan_timer = std::make_unique<EventTimer>(j.ranks[0]->stream);
+    const std::vector<int64_t> wl = rec.loads.expert_totals();
+    w.gpu_plan = j.gpu_planner->plan(wl, j.ranks[0]->stream);  // upload W, plan, download (untimed)
+    w.plan_timer->start();                                     // the kernel alone, on the W on the device
+    j.gpu_planner->launch(j.gpu_planner->device_args().w, j.ranks[0]->stream);
+    w.plan_timer->stop();
+  }
+  w.res.imbalance_after = w.step->metrics.imbalance_after;
+  w.res.replicas = w.step->metrics.total_replicas;
+  w.phys_ref.resize(n);
+  w.topk.resize(n);
+  for (int s = 0; s < n; ++s) {
+    w.topk[s] = pair_sequence(routed, s);
+    w.res.routed_pairs += static_cast<int64_t>(w.topk[s].size());
+    w.phys_ref[s] = reroute_tokens(plan, alloc, s, w.topk[s], 1, j.cfg.options.ultraep.interleave);
+  }
+  w.lay = build_dispatch_layout(shape, w.phys_ref, 1);
+  j.on_gpus([&](GpuState& g, int) {
+    g.l2p.assign(plan.l2p);
+    g.lcnt.assign(plan.lcnt);
+  });
+  std::vector<int32_t> prefix(static_cast<size_t>(j.l_count) * n, 0);
+  std::vector<EpRankIo> io;
+  for (int i = 0; i < j.local_ranks; ++i) {
+    const int s = j.first_rank + i;
+    Rank& rk = *j.ranks[i];
+    RACKEP_CUDA_CHECK(cudaSetDevice(rk.device));
+    for (int l = 0; l < j.l_count; ++l)
+      rank_quota_prefix(alloc, s, l, plan.lcnt[l], &prefix[static_cast<size_t>(l) * n]);
+    const int64_t pairs = static_cast<int64_t>(w.topk[s].size());
+    rk.topk.assign(w.topk[s]);
+    rk.prefix.assign(prefix);
+    rk.physical.resize(static_cast<size_t>(std::max<int64_t>(pairs, 1)));
+    rk.x.resize(static_cast<size_t>(std::max<int64_t>(pairs, 1) * j.hidden));
+    rk.recv.resize(static_cast<size_t>(std::max<int64_t>(w.lay.rows(s), 1) * j.hidden));
+    rk.y.resize(rk.recv.size());
+    rk.origin.resize(static_cast<size_t>(std::max<int64_t>(w.lay.rows(s), 1) * 3));
+    rk.out.resize(static_cast<size_t>(std::max<int64_t>(pairs, 1) * j.hidden));
+    rk.probs.assign(std::vector<float>(static_cast<size_t>(pairs), 1.0f));
+    launch_fill_payload(rk.x.get(), s, pairs, j.hidden, rk.stream);
+    rk.reroute_ws.resize(workspace_bytes(RerouteArgs{pairs, 1, j.l_count, n}));
+    io.push_back({s, rk.x.get(), rk.recv.get(), rk.origin.get(), rk.y.get(), rk.probs.get(), rk.out.get()});
+  }
+  j.exchange->prepare(w.lay, j.hidden, io);
+  // weight_sync of the step: fixed-master refills (ultraep, ultraep-legacy) and the resident-set diffs of
+  // eplb and lplb alike.
+  if (w.step->weight_sync) {
+    const WeightSyncTaskList tasks = build_weight_sync_tasks(*w.step->weight_sync);
+    int64_t written = 0;
+    j.on_gpus([&](GpuState& g, int) {
+      g.ws->prepare_ranks(tasks, j.wsb, j.place.first_rank(g.index), j.q, (*g.set)[0]);
+      written += g.ws->bytes_written();
     });
-    std::vector<int32_t> prefix(static_cast<size_t>(l_count) * n, 0);
-    std::vector<EpRankIo> io;
-    for (int i = 0; i < local_ranks; ++i) {
-      const int s = first_rank + i;
-      Rank& rk = *ranks[i];
-      RACKEP_CUDA_CHECK(cudaSetDevice(rk.device));
-      for (int l = 0; l < l_count; ++l)
-        rank_quota_prefix(alloc, s, l, plan.lcnt[l], &prefix[static_cast<size_t>(l) * n]);
-      const int64_t pairs = static_cast<int64_t>(topk[s].size());
-      rk.topk.assign(topk[s]);
-      rk.prefix.assign(prefix);
-      rk.physical.resize(static_cast<size_t>(std::max<int64_t>(pairs, 1)));
-      rk.x.resize(static_cast<size_t>(std::max<int64_t>(pairs, 1) * hidden));
-      rk.recv.resize(static_cast<size_t>(std::max<int64_t>(lay.rows(s), 1) * hidden));
-      rk.y.resize(rk.recv.size());
-      rk.origin.resize(static_cast<size_t>(std::max<int64_t>(lay.rows(s), 1) * 3));
-      rk.out.resize(static_cast<size_t>(std::max<int64_t>(pairs, 1) * hidden));
-      rk.probs.assign(std::vector<float>(static_cast<size_t>(pairs), 1.0f));
-      launch_fill_payload(rk.x.get(), s, pairs, hidden, rk.stream);
-      rk.reroute_ws.resize(workspace_bytes(RerouteArgs{pairs, 1, l_count, n}));
-      io.push_back({s, rk.x.get(), rk.recv.get(), rk.origin.get(), rk.y.get(), rk.probs.get(), rk.out.get()});
-    }
-    exchange.prepare(lay, hidden, io);
-    const bool fixed = plan.masters_fixed;
-    if (fixed) {
-      const TransferPlan tp = plan_weight_sync(plan, eb, cfg.weight_sync);
-      const WeightSyncTaskList tasks = build_weight_sync_tasks(tp);
-      int64_t written = 0;
-      on_gpus([&](GpuState& g, int) {
-        g.ws->prepare_ranks(tasks, wsb, place.first_rank(g.index), q, (*g.set)[0]);
-        written += g.ws->bytes_written();
-      });
 #if RACKEP_HAVE_MPI
-      if (mpi != nullptr) written = mpi->sum(written);
+    if (j.mpi != nullptr) written = j.mpi->sum(written);
 #endif
-      res.weight_bytes_copied = written;
-    }
-    if (cfg.backward) {
-      const GradReducePlan grp = plan_grad_reduce(plan, eb);
-      on_gpus([&](GpuState& g, int) {
-        g.gr->prepare_ranks(grp, grb, place.first_rank(g.index), q, (*g.set)[0]);
-      });
-    }
-    sync_all();
-#if RACKEP_HAVE_MPI
-    if (mpi != nullptr) mpi->barrier();  // every process's buffers and task lists are in place
-#endif
-
-    // ---- timed phases (CUDA events on every rank's stream of every GPU) ----
-    std::vector<std::unique_ptr<GpuTimers>> timers;
-    on_gpus([&](GpuState& g, int) { timers.push_back(std::make_unique<GpuTimers>(*g.set)); });
-    for (int run = 0; run < runs; ++run) {
-      ++epoch;  // the same epoch on every GPU and process
-      on_gpus([&](GpuState& g, int li) {
-        GpuTimers& t = *timers[li];
-        t.total.start();
-        g.set->join_fork(0);
-        t.reroute.start();
-        for (int j = 0; j < q; ++j) {
-          const int s = place.first_rank(g.index) + j;
-          Rank& rk = *ranks[li * q + j];
-          RACKEP_CUDA_CHECK(cudaMemsetAsync(rk.error.get(), 0, sizeof(int32_t), rk.stream));
-          RerouteArgs ra{static_cast<int64_t>(topk[s].size()),
-                         1,
-                         l_count,
-                         n,
-                         plan.has_quota,
-                         cfg.options.ultraep.interleave,
-                         rk.topk.get(),
-                         rk.prefix.get(),
-                         g.l2p.get(),
-                         g.lcnt.get(),
-                         rk.physical.get(),
-                         rk.error.get()};
-          launch_reroute(ra, rk.reroute_ws.get(), rk.stream);
-        }
-        t.reroute.stop();
-        t.ws.start_on(0);
-        if (fixed) g.ws->run(epoch, (*g.set)[0]);
-        t.ws.stop_on(0);
-        t.dispatch.start();
-      });
-      exchange.dispatch();
-      on_gpus([&](GpuState&, int li) { timers[li]->dispatch.stop(); });
-      exchange.barrier();  // every rank's rows and every GPU's weight_sync writes are in place
-      on_gpus([&](GpuState& g, int li) {
-        GpuTimers& t = *timers[li];
-        t.ffn.start();
-        for (int j = 0; j < q; ++j) {
-          const int d = place.first_rank(g.index) + j;
-          Rank& rk = *ranks[li * q + j];
-          std::vector<const uint16_t*> fc1(s_slots), fc2(s_slots);
-          for (int slot = 0; slot < s_slots; ++slot) {
-            const uint8_t* base = rk.weights.get() + slot * eb.weight_bytes();
-            fc1[slot] = reinterpret_cast<const uint16_t*>(base);
-            fc2[slot] = reinterpret_cast<const uint16_t*>(base + eb.shard_offset_bytes(1));
-          }
-          rk.ffn->run(rk.recv.get(), lay.slot_offsets[d], fc1, fc2, rk.y.get(), rk.stream);
-        }
-        t.ffn.stop();
-        g.set->join_fork(0);
-        t.combine.start();
-      });
-      exchange.combine();
-      on_gpus([&](GpuState&, int li) { timers[li]->combine.stop(); });
-      if (cfg.backward) {
-        exchange.barrier();
-        on_gpus([&](GpuState& g, int li) {
-          timers[li]->grad.start_on(0);
-          g.gr->run(42, (*g.set)[0]);
-          timers[li]->grad.stop_on(0);
-        });
-      }
-      on_gpus([&](GpuState& g, int li) {
-        g.set->join_fork(0);
-        timers[li]->total.stop();
-      });
-      sync_all();
-#if RACKEP_HAVE_MPI
-      // The next run's weight_sync writes other processes' slots: every process's FFN must be done.
-      if (mpi != nullptr) mpi->barrier();
-#endif
-    }
-    PhaseTimes& pt = res.times;
-    pt.plan_ms = gpu_planner ? plan_timer.ms() : 0.0;
-    for (const auto& t : timers) {
-      pt.reroute_ms = std::max(pt.reroute_ms, t->reroute.max_ms());
-      pt.weight_sync_ms = std::max(pt.weight_sync_ms, fixed ? t->ws.max_ms() : 0.0);
-      pt.dispatch_ms = std::max(pt.dispatch_ms, t->dispatch.max_ms());
-      pt.expert_ffn_ms = std::max(pt.expert_ffn_ms, t->ffn.max_ms());
-      pt.combine_ms = std::max(pt.combine_ms, t->combine.max_ms());
-      pt.grad_reduce_ms = std::max(pt.grad_reduce_ms, cfg.backward ? t->grad.max_ms() : 0.0);
-      pt.total_ms = std::max(pt.total_ms, t->total.ms());
-    }
-    int64_t remote_rows = exchange.remote_rows();
-#if RACKEP_HAVE_MPI
-    if (mpi != nullptr) {
-      for (double* v : {&pt.plan_ms, &pt.reroute_ms, &pt.weight_sync_ms, &pt.dispatch_ms, &pt.expert_ffn_ms,
-                        &pt.combine_ms, &pt.grad_reduce_ms, &pt.total_ms})
-        *v = mpi->max(*v);
-      remote_rows = mpi->sum(remote_rows);
-    }
-#endif
-    rep.remote_rows = remote_rows;
-
-    // ---- checks: reroute on every record; dispatch rows and weight copies on the first ----
-    for (int i = 0; i < local_ranks; ++i) {
-      const int s = first_rank + i;
-      const std::vector<int32_t> got = ranks[i]->physical.download(topk[s].size());
-      if (got != phys_ref[s])
-        throw InputError("run-layer check", "reroute",
-                         "GPU reroute of rank " + std::to_string(s) + " differs from core");
-    }
-    if (check) {
-      for (int i = 0; i < local_ranks; ++i) {
-        const int d = first_rank + i;
-        const std::vector<int32_t> origin = ranks[i]->origin.download(static_cast<size_t>(lay.rows(d) * 3));
-        const std::vector<uint16_t> recv = ranks[i]->recv.download(static_cast<size_t>(lay.rows(d) * hidden));
-        for (int64_t row = 0; row < lay.rows(d); ++row) {
-          const int32_t src = origin[row * 3];
-          const int32_t tok = origin[row * 3 + 1];
-          bool ok = src == lay.row_source[d][row] && tok == lay.row_token[d][row];
-          for (int64_t h = 0; ok && h < std::min<int64_t>(hidden, 64); ++h)
-            ok = recv[row * hidden + h] == origin_payload(src, tok, h);
-          if (!ok)
-            throw InputError("run-layer check", "dispatch",
-                             "rank " + std::to_string(d) + " row " + std::to_string(row) + " is misrouted");
-        }
-      }
-      if (fixed) {
-        int checked_experts = 0;
-        for (int l = 0; l < l_count && checked_experts < 8; ++l) {
-          if (plan.lcnt[l] < 2) continue;
-          ++checked_experts;
-          const std::vector<uint8_t> a =
-              download_bytes(wsb.slot_weights[plan.physical(l, 0)], eb.weight_bytes());
-          const std::vector<uint8_t> b =
-              download_bytes(wsb.slot_weights[plan.physical(l, 1)], eb.weight_bytes());
-          if (a != b)
-            throw InputError("run-layer check", "weight_sync",
-                             "replica of expert " + std::to_string(l) + " differs");
-        }
-      }
-    }
-    rep.layers.push_back(res);
-    if (on_layer) on_layer(res);
+    w.res.weight_bytes_copied = written;
+    w.weight_sync = true;
   }
-  rep.checked = all_checked;
-  ipc.close();
+  if (j.cfg.backward && w.step->grad_reduce) {
+    j.on_gpus([&](GpuState& g, int) {
+      g.gr->prepare_ranks(*w.step->grad_reduce, j.grb, j.place.first_rank(g.index), j.q, (*g.set)[0]);
+    });
+    w.grad_reduce = true;
+  }
+  j.sync_all();
+  j.barrier();  // every process's buffers and task lists are in place
+  return w;
+}
+
+// ---- run (timed): CUDA events on every rank's stream of every GPU, `runs` times ----
+void run_record(Job& j, RecordWork& w, int runs) {
+  const int q = j.q;
+  const bool has_quota = w.step->result.plan.has_quota;
+  j.on_gpus([&](GpuState& g, int) { w.timers.push_back(std::make_unique<GpuTimers>(*g.set)); });
+  for (int run = 0; run < runs; ++run) {
+    ++j.epoch;  // the same epoch on every GPU and process
+    j.on_gpus([&](GpuState& g, int li) {
+      GpuTimers& t = *w.timers[li];
+      t.total.start();
+      g.set->join_fork(0);
+      t.reroute.start();
+      for (int k = 0; k < q; ++k) {
+        const int s = j.place.first_rank(g.index) + k;
+        Rank& rk = *j.ranks[li * q + k];
+        RACKEP_CUDA_CHECK(cudaMemsetAsync(rk.error.get(), 0, sizeof(int32_t), rk.stream));
+        RerouteArgs ra{static_cast<int64_t>(w.topk[s].size()),
+                       1,
+                       j.l_count,
+                       j.n,
+                       has_quota,
+                       j.cfg.options.ultraep.interleave,
+                       rk.topk.get(),
+                       rk.prefix.get(),
+                       g.l2p.get(),
+                       g.lcnt.get(),
+                       rk.physical.get(),
+                       rk.error.get()};
+        launch_reroute(ra, rk.reroute_ws.get(), rk.stream);
+      }
+      t.reroute.stop();
+      t.ws.start_on(0);
+      if (w.weight_sync) g.ws->run(j.epoch, (*g.set)[0]);
+      t.ws.stop_on(0);
+      t.dispatch.start();
+    });
+    j.exchange->dispatch();
+    j.on_gpus([&](GpuState&, int li) { w.timers[li]->dispatch.stop(); });
+    j.exchange->barrier();  // every rank's rows and every GPU's weight_sync writes are in place
+    j.on_gpus([&](GpuState& g, int li) {
+      GpuTimers& t = *w.timers[li];
+      t.ffn.start();
+      for (int k = 0; k < q; ++k) {
+        const int d = j.place.first_rank(g.index) + k;
+        Rank& rk = *j.ranks[li * q + k];
+        std::vector<const uint16_t*> fc1(j.s_slots), fc2(j.s_slots);
+        for (int slot = 0; slot < j.s_slots; ++slot) {
+          const uint8_t* base = rk.weights.get() + slot * j.eb.weight_bytes();
+          fc1[slot] = reinterpret_cast<const uint16_t*>(base);
+          fc2[slot] = reinterpret_cast<const uint16_t*>(base + j.eb.shard_offset_bytes(1));
+        }
+        rk.ffn->run(rk.recv.get(), w.lay.slot_offsets[d], fc1, fc2, rk.y.get(), rk.stream);
+      }
+      t.ffn.stop();
+      g.set->join_fork(0);
+      t.combine.start();
+    });
+    j.exchange->combine();
+    j.on_gpus([&](GpuState&, int li) { w.timers[li]->combine.stop(); });
+    if (j.cfg.backward) {
+      j.exchange->barrier();
+      j.on_gpus([&](GpuState& g, int li) {
+        w.timers[li]->grad.start_on(0);
+        if (w.grad_reduce) g.gr->run(42, (*g.set)[0]);
+        w.timers[li]->grad.stop_on(0);
+      });
+    }
+    j.on_gpus([&](GpuState& g, int li) {
+      g.set->join_fork(0);
+      w.timers[li]->total.stop();
+    });
+    j.sync_all();
+    // The next run's weight_sync writes other processes' slots: every process's FFN must be done.
+    j.barrier();
+  }
+  PhaseTimes& pt = w.res.times;
+  pt.plan_ms = w.plan_timer ? w.plan_timer->ms() : 0.0;
+  for (const auto& t : w.timers) {
+    pt.reroute_ms = std::max(pt.reroute_ms, t->reroute.max_ms());
+    pt.weight_sync_ms = std::max(pt.weight_sync_ms, w.weight_sync ? t->ws.max_ms() : 0.0);
+    pt.dispatch_ms = std::max(pt.dispatch_ms, t->dispatch.max_ms());
+    pt.expert_ffn_ms = std::max(pt.expert_ffn_ms, t->ffn.max_ms());
+    pt.combine_ms = std::max(pt.combine_ms, t->combine.max_ms());
+    pt.grad_reduce_ms = std::max(pt.grad_reduce_ms, j.cfg.backward ? t->grad.max_ms() : 0.0);
+    pt.total_ms = std::max(pt.total_ms, t->total.ms());
+  }
+  int64_t remote_rows = j.exchange->remote_rows();
 #if RACKEP_HAVE_MPI
-  if (mpi != nullptr) mpi->barrier();  // every mapping is closed before any owner frees its buffers
+  if (j.mpi != nullptr) {
+    for (double* v : {&pt.plan_ms, &pt.reroute_ms, &pt.weight_sync_ms, &pt.dispatch_ms, &pt.expert_ffn_ms,
+                      &pt.combine_ms, &pt.grad_reduce_ms, &pt.total_ms})
+      *v = j.mpi->max(*v);
+    remote_rows = j.mpi->sum(remote_rows);
+  }
 #endif
-  return rep;
+  j.rep.remote_rows = remote_rows;
+}
+
+// ---- verify: reroute on every record; the GPU plan, dispatched rows and replica weights on the first.
+// A mismatch is a VerificationError (exit code 3). ----
+void verify_record(Job& j, const RecordWork& w, bool check) {
+  const Plan& plan = w.step->result.plan;
+  for (int i = 0; i < j.local_ranks; ++i) {
+    const int s = j.first_rank + i;
+    const std::vector<int32_t> got = j.ranks[i]->physical.download(w.topk[s].size());
+    if (got != w.phys_ref[s])
+      throw VerificationError("run-layer reroute",
+                              "GPU reroute of rank " + std::to_string(s) + " differs from core");
+  }
+  if (!check) return;
+  if (j.gpu_planner) {
+    const Plan& g = w.gpu_plan;
+    if (g.p2l != plan.p2l || g.l2p != plan.l2p || g.lcnt != plan.lcnt || g.quota != plan.quota)
+      throw VerificationError("run-layer planner", "GPU plan differs from core's UltraEpPlanner");
+  }
+  for (int i = 0; i < j.local_ranks; ++i) {
+    const int d = j.first_rank + i;
+    const std::vector<int32_t> origin = j.ranks[i]->origin.download(static_cast<size_t>(w.lay.rows(d) * 3));
+    const std::vector<uint16_t> recv =
+        j.ranks[i]->recv.download(static_cast<size_t>(w.lay.rows(d) * j.hidden));
+    for (int64_t row = 0; row < w.lay.rows(d); ++row) {
+      const int32_t src = origin[row * 3];
+      const int32_t tok = origin[row * 3 + 1];
+      bool ok = src == w.lay.row_source[d][row] && tok == w.lay.row_token[d][row];
+      for (int64_t h = 0; ok && h < std::min<int64_t>(j.hidden, 64); ++h)
+        ok = recv[row * j.hidden + h] == origin_payload(src, tok, h);
+      if (!ok)
+        throw VerificationError("run-layer dispatch", "rank " + std::to_string(d) + " row " +
+                                                          std::to_string(row) + " is misrouted");
+    }
+  }
+  if (w.weight_sync) {
+    // Every expert's weights are the same pattern, so a filled replica slot equals its expert's instance 0.
+    int checked_experts = 0;
+    for (int l = 0; l < j.l_count && checked_experts < 8; ++l) {
+      if (plan.lcnt[l] < 2) continue;
+      ++checked_experts;
+      const std::vector<uint8_t> a =
+          download_bytes(j.wsb.slot_weights[plan.physical(l, 0)], j.eb.weight_bytes());
+      const std::vector<uint8_t> b =
+          download_bytes(j.wsb.slot_weights[plan.physical(l, 1)], j.eb.weight_bytes());
+      if (a != b)
+        throw VerificationError("run-layer weight_sync",
+                                "replica of expert " + std::to_string(l) + " differs");
+    }
+  }
+}
+
+RunLayerReport run_layers_impl(const RunLayerConfig& cfg, const std::vector<LayerRecord>& records,
+                               const std::function<void(const LayerResult&)>& on_layer, Mpi* mpi) {
+  Job job(cfg, mpi);
+  prepare_job(job, records);
+  for (size_t i = 0; i < records.size(); ++i) {
+    const bool check = cfg.check && i == 0;
+    RecordWork w = prepare_record(job, records[i]);
+    run_record(job, w, i == 0 ? 1 + std::max(cfg.warmup, 0) : 1);
+    verify_record(job, w, check);
+    job.rep.layers.push_back(w.res);
+    if (on_layer) on_layer(w.res);
+  }
+  job.rep.checked = cfg.check;
+  return std::move(job.rep);
 }
 
 }  // namespace
@@ -579,14 +652,7 @@ RunLayerReport run_layers(const RunLayerConfig& cfg, const std::vector<LayerReco
   if (!cfg.mpi) return run_layers_impl(cfg, records, on_layer, nullptr);
 #if RACKEP_HAVE_MPI
   MpiSession mpi;
-  try {
-    return run_layers_impl(cfg, records, on_layer, &mpi);
-  } catch (const std::exception& e) {
-    // The other processes may be waiting in NCCL or MPI for this one: end the whole job.
-    std::fprintf(stderr, "rackep run-layer (MPI rank %d of %d): %s\n", mpi.rank(), mpi.size(), e.what());
-    std::fflush(stderr);
-    mpi.abort(1);
-  }
+  return run_layers_impl(cfg, records, on_layer, &mpi);
 #else
   throw InputError(
       "run-layer", "mpi",

@@ -6,7 +6,20 @@
 
 namespace rackep::sim {
 
-double Calibration::gemm_efficiency(double tokens) const {
+const char* to_string(GemmPass p) {
+  switch (p) {
+    case GemmPass::kForward:
+      return "forward";
+    case GemmPass::kDgrad:
+      return "dgrad";
+    case GemmPass::kWgrad:
+      return "wgrad";
+  }
+  return "?";
+}
+
+double Calibration::gemm_efficiency(double tokens, GemmPass pass) const {
+  const std::vector<EfficiencyPoint>& gemm_curve = gemm_curves[static_cast<int>(pass)];
   RACKEP_CHECK(!gemm_curve.empty(), "empty GEMM efficiency curve");
   if (tokens <= gemm_curve.front().tokens) return gemm_curve.front().efficiency;
   if (tokens >= gemm_curve.back().tokens) return gemm_curve.back().efficiency;
@@ -26,6 +39,21 @@ const PlannerCost& Calibration::planner(const std::string& balancer) const {
   auto it = planners.find(balancer);
   if (it != planners.end()) return it->second;
   return planners.at("default");
+}
+
+const AttentionEfficiency& Calibration::attention_for(const std::string& arch, const std::string& type) const {
+  for (const AttentionEfficiency& a : attention)
+    if (a.arch == arch && a.type == type) return a;
+  throw InputError(file, "attention",
+                   "no entry for GPU architecture '" + arch + "' and attention type '" + type + "'");
+}
+
+const ArchEfficiency& Calibration::arch(const std::string& name) const {
+  auto it = archs.find(name);
+  if (it == archs.end()) {
+    throw InputError(file, "architectures", "no entry for GPU architecture '" + name + "'");
+  }
+  return it->second;
 }
 
 namespace {
@@ -51,40 +79,86 @@ Calibration load_calibration(const std::string& path) {
   c.file = path;
   c.name = root.string("name");
   {
-    const nlohmann::json& curve = root.raw("gemm_efficiency");
-    if (!curve.is_array() || curve.empty()) {
-      throw InputError(path, "gemm_efficiency", "must be a non-empty array of points");
+    JsonFields curves = root.object("gemm_efficiency");
+    for (int pass = 0; pass < kNumGemmPasses; ++pass) {
+      const std::string key = to_string(static_cast<GemmPass>(pass));
+      const std::string where = "gemm_efficiency." + key;
+      const nlohmann::json& curve = curves.raw(key);
+      if (!curve.is_array() || curve.empty()) throw InputError(path, where, "must be a non-empty array of points");
+      std::vector<EfficiencyPoint>& out = c.gemm_curves[pass];
+      for (size_t i = 0; i < curve.size(); ++i) {
+        JsonFields p(curve[i], path, where + "[" + std::to_string(i) + "]");
+        EfficiencyPoint e;
+        const nlohmann::json& t = p.raw("tokens");
+        const nlohmann::json& v = p.raw("efficiency");
+        if (!t.is_number() || !(t.get<double>() > 0.0)) p.fail("tokens", "must be a positive number");
+        if (!v.is_number() || !(v.get<double>() > 0.0 && v.get<double>() <= 1.0)) {
+          p.fail("efficiency", "must be in (0, 1]");
+        }
+        e.tokens = t.get<double>();
+        e.efficiency = v.get<double>();
+        e.source = p.string("source");
+        if (e.source.empty()) p.fail("source", "must name where the number comes from");
+        if (!out.empty() && e.tokens <= out.back().tokens) {
+          p.fail("tokens", "points must be in increasing order of tokens");
+        }
+        p.finish();
+        out.push_back(e);
+      }
     }
-    for (size_t i = 0; i < curve.size(); ++i) {
-      JsonFields p(curve[i], path, "gemm_efficiency[" + std::to_string(i) + "]");
-      EfficiencyPoint e;
-      const nlohmann::json& t = p.raw("tokens");
-      const nlohmann::json& v = p.raw("efficiency");
-      if (!t.is_number() || t.get<double>() <= 0.0) p.fail("tokens", "must be a positive number");
-      if (!v.is_number() || !(v.get<double>() > 0.0 && v.get<double>() <= 1.0)) {
-        p.fail("efficiency", "must be in (0, 1]");
-      }
-      e.tokens = t.get<double>();
-      e.efficiency = v.get<double>();
-      e.source = p.string("source");
-      if (e.source.empty()) p.fail("source", "must name where the number comes from");
-      if (!c.gemm_curve.empty() && e.tokens <= c.gemm_curve.back().tokens) {
-        p.fail("tokens", "points must be in increasing order of tokens");
-      }
-      p.finish();
-      c.gemm_curve.push_back(e);
+    curves.finish();
+  }
+  {
+    const nlohmann::json& list = root.raw("attention");
+    if (!list.is_array() || list.empty()) throw InputError(path, "attention", "must be a non-empty array");
+    for (size_t i = 0; i < list.size(); ++i) {
+      JsonFields a(list[i], path, "attention[" + std::to_string(i) + "]");
+      AttentionEfficiency e;
+      e.arch = a.string("arch");
+      e.type = a.string("type");
+      if (e.type != "mla" && e.type != "gqa") a.fail("type", "must be mla or gqa");
+      e.forward = fraction(a, "forward_efficiency");
+      e.backward = fraction(a, "backward_efficiency");
+      a.finish();
+      c.attention.push_back(e);
     }
   }
-  c.attention_forward_efficiency = fraction(root, "attention_forward_efficiency");
-  c.attention_backward_efficiency = fraction(root, "attention_backward_efficiency");
+  {
+    JsonFields archs = root.object("architectures");
+    const nlohmann::json& obj = root.raw("architectures");
+    for (auto it = obj.begin(); it != obj.end(); ++it) {
+      if (it.key() == "comment") continue;
+      JsonFields a = archs.object(it.key());
+      ArchEfficiency e;
+      e.scale_up_efficiency = fraction(a, "scale_up_efficiency");
+      e.scale_out_efficiency = fraction(a, "scale_out_efficiency");
+      a.finish();
+      c.archs[it.key()] = e;
+    }
+    archs.finish();
+  }
+  c.memory_bound_efficiency = fraction(root, "memory_bound_efficiency");
   c.kernel_launch_s = seconds(root, "kernel_launch_s");
-  c.scale_up_efficiency = fraction(root, "scale_up_efficiency");
-  c.scale_out_efficiency = fraction(root, "scale_out_efficiency");
   c.all_to_all_launch_s = seconds(root, "all_to_all_launch_s");
   c.allgather_launch_s = seconds(root, "allgather_launch_s");
   c.weight_sync_launch_s = seconds(root, "weight_sync_launch_s");
-  c.grad_reduce_num_sms = root.sourced("grad_reduce_num_sms");
-  if (!(c.grad_reduce_num_sms.value >= 1.0)) root.fail("grad_reduce_num_sms", "must be >= 1");
+  {
+    JsonFields sms = root.object("comm_sms");
+    auto count = [&](const std::string& key) {
+      Sourced s = sms.sourced(key);
+      if (!(s.value >= 0.0 && s.value <= 4096.0 && s.value == std::floor(s.value))) {
+        sms.fail(key, "must be an integer number of SMs in [0, 4096]");
+      }
+      return s;
+    };
+    c.comm_sms.all_to_all = count("all_to_all");
+    c.comm_sms.weight_sync = count("weight_sync");
+    c.comm_sms.grad_reduce = count("grad_reduce");
+    c.comm_sms.load_allgather = count("load_allgather");
+    c.comm_sms.pp_send = count("pp_send");
+    sms.finish();
+    if (!(c.comm_sms.grad_reduce.value >= 1.0)) sms.fail("grad_reduce", "must be >= 1");
+  }
   c.grad_reduce_bytes_per_sm_s = root.sourced("grad_reduce_bytes_per_sm_s");
   if (!(c.grad_reduce_bytes_per_sm_s.value > 0.0))
     root.fail("grad_reduce_bytes_per_sm_s", "must be positive");

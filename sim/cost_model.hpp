@@ -1,9 +1,9 @@
 // File: sim/cost_model.hpp
-// Compute time and memory of one rank (HARDWARE.md §E.2, §E.4): FLOPs from the model config, peak rates and
+// Compute time and memory of one rank (docs/HARDWARE.md "Cost model"): FLOPs from the model config, peak rates and
 // HBM bandwidth from the topology's GPU, efficiencies from the calibration file. Pure functions of their
 // inputs. Usage:
-//   CostModel cm(model, topology.gpu, calibration, Precision::kBf16);
-//   double t_s = cm.experts_forward_s({4096, 3900, 0, 12});   // tokens of each instance hosted by a rank
+//   CostModel cm(model, topology.gpu, calibration, Precision::kFp8, Precision::kFp8);
+//   MoeLayerCompute c = cm.moe_layer(4096, 4096 * 2048.5, {4096, 3900, 0, 12}, /*train=*/true);
 #pragma once
 
 #include <cstdint>
@@ -19,35 +19,52 @@ namespace rackep::sim {
 /// GEMM precision: the peak rate used for GEMMs and the element size of dispatched tokens and expert weights.
 /// Attention cores and combine always run in BF16.
 enum class Precision { kBf16, kFp8 };
-Precision parse_precision(const std::string& text);  ///< "bf16" / "fp8"; InputError("--precision", ...)
+/// "bf16" / "fp8"; InputError(flag, ...).
+Precision parse_precision(const std::string& text, const std::string& flag = "--precision");
 const char* to_string(Precision p);
+
+/// Compute time of one MoE layer on one rank, seconds at the whole GPU (docs/HARDWARE.md "Cost model").
+/// Every phase = its GEMMs (FLOPs / (peak x efficiency)) + its memory-bound kernels (bytes / (HBM bandwidth x
+/// memory-bound efficiency)) + one launch cost.
+struct MoeLayerCompute {
+  double attention = 0.0, router = 0.0, shared_expert = 0.0, experts = 0.0;
+  double attention_bwd = 0.0, router_bwd = 0.0, shared_expert_bwd = 0.0, experts_dgrad = 0.0,
+         experts_wgrad = 0.0;
+};
+struct DenseLayerCompute {
+  double attention = 0.0, ffn = 0.0, attention_bwd = 0.0, ffn_bwd = 0.0;
+};
 
 class CostModel {
  public:
-  CostModel(const ModelConfig& model, const GpuSpec& gpu, const Calibration& calibration,
-            Precision precision);
+  /// `backward_comm` is the element type of combine_bwd (the gradient before the down-projection).
+  CostModel(const ModelConfig& model, const GpuSpec& gpu, const Calibration& calibration, Precision precision,
+            Precision backward_comm);
 
-  /// time = flops / (peak x eta(rows)) with eta from the calibration curve.
-  double gemm_s(double flops, double rows) const;
-  /// Attention forward of `tokens` tokens whose attended keys sum to `attended_keys` (projections as GEMMs,
-  /// core at the calibrated attention efficiency) + one kernel launch. 0 tokens -> 0.
-  double attention_forward_s(double tokens, double attended_keys) const;
-  /// Backward: projections 2x, core 2.5x (FlashAttention-style recompute inside the kernel), HARDWARE.md
-  /// §E.2.
-  double attention_backward_s(double tokens, double attended_keys) const;
-  double router_forward_s(double tokens) const;
-  double shared_experts_forward_s(double tokens) const;  ///< 0 when the model has no shared expert
-  double dense_ffn_forward_s(double tokens) const;
+  /// time = flops / (peak x eta(rows)) with eta from the calibration curve of `pass`.
+  double gemm_s(double flops, double rows, GemmPass pass = GemmPass::kForward) const;
+  /// bytes / (HBM bandwidth x memory-bound efficiency).
+  double memory_s(double bytes) const;
+
+  /// One MoE layer of a rank with `tokens` source tokens attending to `attended_keys` keys in all, hosting
+  /// expert instances that receive `instance_tokens` routed pairs each. Backward fields stay 0 unless
+  /// `train`.
+  MoeLayerCompute moe_layer(double tokens, double attended_keys, const std::vector<int64_t>& instance_tokens,
+                            bool train) const;
+  DenseLayerCompute dense_layer(double tokens, double attended_keys, bool train) const;
   double lm_head_forward_s(double tokens) const;
-  /// Grouped GEMM over the rank's instances: sum over instances with n > 0 tokens of
-  /// max(6hf n / (peak eta(n)), expert weight bytes / HBM bandwidth), + one launch.
-  double experts_forward_s(const std::vector<int64_t>& instance_tokens) const;
-  /// dgrad + wgrad: 12hf n per instance, floor of two weight reads.
-  double experts_backward_s(const std::vector<int64_t>& instance_tokens) const;
+
+  /// Attention forward / backward alone (used by moe_layer and dense_layer).
+  double attention_forward_s(double tokens, double attended_keys) const;
+  double attention_backward_s(double tokens, double attended_keys) const;
 
   /// Bytes of one dispatched token copy (BF16: 2h; FP8: h + h/128 x 4 scale bytes) and of one combined copy.
   double dispatch_bytes_per_token() const;
   double combine_bytes_per_token() const { return 2.0 * model_.hidden; }
+  /// Backward all-to-alls: combine_bwd carries the gradient before the down-projection along the dispatch
+  /// direction, dispatch_bwd the input gradients back along the combine direction (docs/HARDWARE.md).
+  double combine_bwd_bytes_per_token() const;
+  double dispatch_bwd_bytes_per_token() const { return 2.0 * model_.hidden; }
   /// Weight element size of the experts (1 for FP8, 2 for BF16).
   int weight_elt_bytes() const { return precision_ == Precision::kFp8 ? 1 : 2; }
 
@@ -61,14 +78,22 @@ class CostModel {
 
   const ModelConfig& model() const { return model_; }
   double gemm_peak_flops_per_s() const { return gemm_peak_; }
+  const AttentionEfficiency& attention_efficiency() const { return attention_eff_; }
 
  private:
+  double quantize_bytes(double elements) const;
+  double attention_bytes_per_token() const;  ///< memory-bound kernels around attention, forward  ///< BF16 -> FP8 cast with 1x128 scales (0 in BF16)
+  double expert_gemm_s(const std::vector<int64_t>& instance_tokens, double flops_factor, GemmPass pass,
+                       double weight_reads) const;
+
   const ModelConfig& model_;
   const GpuSpec& gpu_;
   const Calibration& cal_;
   Precision precision_;
+  Precision backward_comm_;
   double gemm_peak_ = 0.0;
   double bf16_peak_ = 0.0;
+  AttentionEfficiency attention_eff_;
 };
 
 }  // namespace rackep::sim

@@ -79,6 +79,7 @@ ModelConfig load_model(const std::string& path) {
   m.vocab = root.integer("vocab", 1, 1 << 24);
   if (m.num_dense_layers >= m.num_layers) root.fail("num_dense_layers", "must leave at least one MoE layer");
   if (m.top_k > m.num_experts) root.fail("top_k", "exceeds num_experts");
+  if (root.has("max_domains_per_token")) m.max_domains_per_token = root.integer("max_domains_per_token", 1, 1 << 20);
   if (m.num_dense_layers > 0 && m.dense_ffn == 0)
     root.fail("dense_ffn", "must be positive with dense layers");
   {

@@ -1,7 +1,6 @@
 // File: sim/model_config.hpp
-// MoE model descriptions (configs/models/*.json, numbers from HARDWARE.md §D with sources) and the per-token
-// FLOP and byte counts of HARDWARE.md §E.2 derived from them.
-// Usage:
+// MoE model descriptions (configs/models/*.json, numbers from docs/HARDWARE.md §D with sources) and the
+// per-token FLOP and byte counts of docs/HARDWARE.md §E.2 derived from them. Usage:
 //   ModelConfig m = load_model(resolve_data_file("deepseek-v3", "configs/models", "--model"));
 //   double f = m.attention_flops_per_token(/*avg_context=*/2048.5);
 #pragma once
@@ -45,6 +44,9 @@ struct ModelConfig {
   int num_experts = 0;       ///< routed experts E
   int num_shared_experts = 0;
   int top_k = 0;
+  /// Node-limited routing: each token's experts lie on at most this many NVLink domains when the EP group
+  /// spans several (DeepSeek-V3: 4 nodes, through 8 expert groups and top-4 groups); 0 = no limit.
+  int max_domains_per_token = 0;
   int vocab = 0;
   AttentionConfig attention;
   nlohmann::json as_read;  ///< the file's content, for reports

@@ -1,5 +1,7 @@
 #include "sim/report.hpp"
 
+#include "sim/step_graph.hpp"
+
 #include <cstdio>
 #include <sstream>
 
@@ -33,7 +35,8 @@ std::string format_table(const SimReport& r) {
     << in["moe_layers"].get<int>() << " MoE layers (+" << in["dense_layers"].get<int>() << " dense), "
     << in["tokens_per_rank"].get<int64_t>() << " tokens per rank, seq " << in["seq_len"].get<int>() << ", "
     << in["precision"].get<std::string>() << (in["recompute"].get<bool>() ? ", full recompute" : "")
-    << ", fidelity " << in["fidelity"].get<std::string>() << "\n";
+    << ", fidelity " << in["fidelity"].get<std::string>() << ", schedule " << in["schedule"].get<std::string>()
+    << (in["pp"].get<int>() > 1 ? ", PP " + std::to_string(in["pp"].get<int>()) : std::string()) << "\n";
   for (const auto& note : in["notes"]) o << "note: " << note.get<std::string>() << "\n";
   bool host = false;
   for (const BalancerSummary& b : r.balancers) host = host || b.host_planner_us >= 0.0;
@@ -41,13 +44,17 @@ std::string format_table(const SimReport& r) {
       {"balancer", 15}, {"imbalance", 10},   {prefill ? "prefill ms" : "step ms", 11},
       {"tokens/s", 11}, {"TFLOPS/GPU", 11},  {"% ideal", 8},
       {"vs none", 8},   {"overhead ms", 12}, {"replicas", 9},
-      {"act GiB", 8},   {"slots GiB", 10}};
+      {"act GiB", 8},   {"slots GiB", 10}, {"mem GiB", 9}};
   std::string header;
   for (size_t i = 0; i < cols.size(); ++i) header += pad(cols[i].first, cols[i].second, i == 0);
   if (host) header += pad("host plan us", 13);
   o << "\n" << header << "\n" << std::string(header.size(), '-') << "\n";
   for (const BalancerSummary& b : r.balancers) {
     std::string line = pad(b.name, 15, true);
+    if (!b.refused.empty()) {
+      o << line << " refused: " << b.refused << "\n";
+      continue;
+    }
     line += pad(fmt("%.3f", b.imbalance), 10);
     line += pad(fmt("%.3f", b.step_s * 1e3), 11);
     line += pad(fmt("%.0f", b.tokens_per_s), 11);
@@ -58,6 +65,7 @@ std::string format_table(const SimReport& r) {
     line += pad(fmt("%.1f", b.replicas), 9);
     line += pad(fmt("%.2f", b.peak_activation_gib), 8);
     line += pad(fmt("%.2f", b.redundant_slot_gib), 10);
+    line += pad(b.oom ? "OOM " + fmt("%.0f", b.memory_gib) : fmt("%.1f", b.memory_gib), 9);
     if (host) line += pad(b.host_planner_us >= 0.0 ? fmt("%.1f", b.host_planner_us) : "-", 13);
     o << line << "\n";
   }
@@ -77,17 +85,23 @@ std::string column_legend(bool prefill) {
     << "% ideal      throughput as a share of the force-balanced ideal (tokens spread uniformly over "
        "experts)\n"
     << "vs none      speed-up over no balancing\n"
-    << "overhead ms  balancing time on the critical path per " << (prefill ? "pass" : "step")
-    << ": load gather, planning, weight_sync and reroute not hidden, weight restore, grad_reduce not hidden\n"
+    << "overhead ms  balancing time not hidden under other work, per " << (prefill ? "pass" : "step")
+    << " (load gather, planning, reroute, weight_sync, restore, grad_reduce, placement updates), busiest rank\n"
     << "replicas     mean replicas (instances beyond one per expert) per (layer, microbatch)\n"
     << "act GiB      peak activation memory of the busiest rank\n"
-    << "slots GiB    extra memory per rank of the redundant slots (weights, + fp32 gradients in training)\n";
+    << "slots GiB    extra memory per rank of the redundant slots (weights, + fp32 gradients in training)\n"
+    << "mem GiB      peak memory per rank of the simulated stage: weights (+ gradients and Adam state in "
+       "training), activations in flight, redundant slots; OOM when it exceeds the GPU's memory\n";
   return o.str();
 }
 
 nlohmann::json report_to_json(const SimReport& r) {
   nlohmann::json bs = nlohmann::json::array();
   for (const BalancerSummary& b : r.balancers) {
+    if (!b.refused.empty()) {
+      bs.push_back({{"name", b.name}, {"refused", b.refused}});
+      continue;
+    }
     nlohmann::json j = {{"name", b.name},
                         {"imbalance", b.imbalance},
                         {"imbalance_before", b.imbalance_before},
@@ -99,13 +113,18 @@ nlohmann::json report_to_json(const SimReport& r) {
                         {"pct_of_ideal", b.pct_of_ideal},
                         {"speedup_vs_none", b.speedup_vs_none},
                         {"exposed_overhead_s", b.exposed_overhead_s},
-                        {"exposed_plan_s", b.exposed_plan_s},
-                        {"exposed_weight_sync_s", b.exposed_weight_sync_s},
-                        {"exposed_grad_reduce_s", b.exposed_grad_reduce_s},
+
                         {"replicas", b.replicas},
                         {"weight_sync_gib", b.weight_sync_gib},
                         {"peak_activation_gib", b.peak_activation_gib},
-                        {"redundant_slot_gib", b.redundant_slot_gib}};
+                        {"redundant_slot_gib", b.redundant_slot_gib},
+                        {"memory_gib", b.memory_gib},
+                        {"oom", b.oom},
+                        {"pipeline_bubble_s", b.pipeline_bubble_s},
+                        {"compute_busy_s", b.compute_busy_s},
+                        {"comm_busy_s", b.comm_busy_s},
+                        {"overlapped_s", b.overlapped_s},
+                        {"phases_mean_s", b.phases}};
     if (b.host_planner_us >= 0.0) j["host_planner_us"] = b.host_planner_us;
     bs.push_back(j);
   }
@@ -133,13 +152,13 @@ void ChromeTraceWriter::begin_process(const std::string& name, int index) {
 }
 
 void ChromeTraceWriter::on_event(const TimelineEvent& e) {
-  const int tid = 2 * e.rank + e.lane;
+  const int tid = kNumStreams * e.rank + e.lane;
   if (static_cast<size_t>(tid) >= named_.size()) named_.resize(tid + 1, false);
   if (!named_[tid]) {
     named_[tid] = true;
     separator();
     out_ << "{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":" << pid_ << ",\"tid\":" << tid
-         << ",\"args\":{\"name\":\"rank " << e.rank << (e.lane == 0 ? " compute" : " comm") << "\"}}";
+         << ",\"args\":{\"name\":\"rank " << e.rank << " " << stream_name(e.lane) << "\"}}";
     separator();
     out_ << "{\"ph\":\"M\",\"name\":\"thread_sort_index\",\"pid\":" << pid_ << ",\"tid\":" << tid
          << ",\"args\":{\"sort_index\":" << tid << "}}";
@@ -148,9 +167,9 @@ void ChromeTraceWriter::on_event(const TimelineEvent& e) {
   std::snprintf(
       buf, sizeof(buf),
       "{\"ph\":\"X\",\"name\":\"%s\",\"pid\":%d,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f,\"args\":{\"layer\":%d,"
-      "\"microbatch\":%lld}}",
+      "\"microbatch\":%lld,\"sms\":%d}}",
       e.name, pid_, tid, e.start_s * 1e6, (e.end_s - e.start_s) * 1e6, e.layer,
-      static_cast<long long>(e.microbatch));
+      static_cast<long long>(e.microbatch), e.sms);
   separator();
   out_ << buf;
 }

@@ -1,5 +1,5 @@
 // File: sim/report.hpp
-// Outputs of a simulation (DESIGN.md "Outputs"): the summary table, machine-readable JSON, and a
+// Outputs of a simulation (docs/DESIGN.md "Outputs"): the summary table, machine-readable JSON, and a
 // Chrome/Perfetto trace writer that subscribes to the step loop (ui.perfetto.dev and chrome://tracing open
 // it). Formatting is fixed-precision so identical inputs print identical bytes. Usage:
 //   std::cout << format_table(report);
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "sim/simulator.hpp"
+#include "sim/timeline.hpp"
 
 namespace rackep::sim {
 

@@ -40,6 +40,8 @@ Topology load_topology(const std::string& path) {
   {
     JsonFields g = root.object("gpu");
     t.gpu.name = g.string("name");
+    t.gpu.arch = g.string("arch");
+    if (t.gpu.arch.empty()) g.fail("arch", "must name the GPU architecture (hopper, blackwell, ...)");
     t.gpu.bf16_flops_per_s = positive(g, "bf16_flops_per_s", 1e18);
     t.gpu.fp8_flops_per_s = positive(g, "fp8_flops_per_s", 1e18);
     t.gpu.hbm_bytes = positive(g, "hbm_bytes", 1e13);
@@ -84,6 +86,7 @@ nlohmann::json topology_to_json(const Topology& t) {
   j["description"] = t.description;
   j["num_gpus"] = to_json(t.num_gpus);
   j["gpu"] = {{"name", t.gpu.name},
+              {"arch", t.gpu.arch},
               {"bf16_flops_per_s", to_json(t.gpu.bf16_flops_per_s)},
               {"fp8_flops_per_s", to_json(t.gpu.fp8_flops_per_s)},
               {"hbm_bytes", to_json(t.gpu.hbm_bytes)},

@@ -19,6 +19,7 @@ namespace rackep::sim {
 /// One accelerator. Rates are dense (no sparsity), per GPU.
 struct GpuSpec {
   std::string name;
+  std::string arch;  ///< architecture that selects the calibration's efficiencies ("hopper", "blackwell")
   Sourced bf16_flops_per_s;
   Sourced fp8_flops_per_s;
   Sourced hbm_bytes;
@@ -27,15 +28,15 @@ struct GpuSpec {
 };
 
 /// A non-blocking NVLink-class domain: every GPU has one port of `port_bytes_per_s` per direction to a
-/// crossbar (HARDWARE.md §A.4); a route inside a domain is port_i (up) + port_j (down).
+/// crossbar (docs/HARDWARE.md §A.4); a route inside a domain is port_i (up) + port_j (down).
 struct ScaleUp {
   Sourced domain_size;       ///< GPUs per domain
   Sourced port_bytes_per_s;  ///< per direction, nominal
   Sourced port_latency_s;    ///< per port; a GPU-to-GPU route pays it twice
 };
 
-/// One NIC per GPU into a fat tree (HARDWARE.md §A.5). `oversubscription` 1 = non-blocking core; s > 1 gives
-/// each domain an uplink of (domain GPUs x NIC bandwidth / s) per direction.
+/// One NIC per GPU into a fat tree (docs/HARDWARE.md §A.5). `oversubscription` 1 = non-blocking core; s > 1
+/// gives each domain an uplink of (domain GPUs x NIC bandwidth / s) per direction.
 struct ScaleOut {
   Sourced nic_bytes_per_s;  ///< per direction, nominal
   Sourced nic_latency_s;    ///< per NIC; a route pays it twice

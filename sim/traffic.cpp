@@ -59,6 +59,58 @@ TrafficMatrix dispatch_token_matrix(const PlanResult& r, int top_k, bool dedup) 
   return out;
 }
 
+TrafficMatrix dispatch_route_matrix(const PlanResult& r, int top_k, bool dedup, const Fabric& fabric,
+                                    int max_domains_per_token) {
+  const TrafficMatrix direct = dispatch_token_matrix(r, top_k, dedup);
+  const int n = direct.num_ranks;
+  RACKEP_CHECK(n == fabric.num_ranks, "dispatch_route_matrix: plan and fabric differ in ranks");
+  const int g = fabric.domain_size;
+  const int num_domains = fabric.num_domains();
+  if (num_domains == 1) return direct;
+  const Plan& plan = r.plan;
+  const std::vector<int> hosts = instance_hosts(r);
+  const size_t count = hosts.size();
+  const bool limited = max_domains_per_token > 0 && max_domains_per_token < num_domains;
+  TrafficMatrix out(n);
+  std::vector<double> keep(num_domains), pairs(num_domains);
+  for (int s = 0; s < n; ++s) {
+    const int32_t* routed = r.routed.row(s);
+    int64_t row_pairs = 0;
+    for (int l = 0; l < plan.num_experts(); ++l) row_pairs += routed[l];
+    const double tokens = static_cast<double>(row_pairs) / top_k;
+    std::fill(keep.begin(), keep.end(), 1.0);
+    std::fill(pairs.begin(), pairs.end(), 0.0);
+    const int32_t* row = r.alloc.tokens.data() + static_cast<size_t>(s) * count;
+    for (size_t i = 0; i < count; ++i) {
+      const int32_t a = row[i];
+      if (a <= 0) continue;
+      const int d = fabric.domain_of(hosts[i]);
+      pairs[d] += a;
+      if (dedup && tokens > 0.0) keep[d] *= std::max(0.0, 1.0 - a / tokens);
+    }
+    const int home = fabric.domain_of(s);
+    for (int d = 0; d < num_domains; ++d) {
+      if (d == home) {
+        for (int j = d * g; j < (d + 1) * g; ++j) out.at(s, j) += direct.at(s, j);
+        continue;
+      }
+      if (pairs[d] <= 0.0) continue;
+      // Token copies that cross to domain d: one per (token, destination domain) as DeepEP sends them;
+      // with node-limited routing a token brings top_k / M of its pairs to each of its M domains.
+      double copies = dedup ? std::min(pairs[d], tokens * (1.0 - keep[d])) : pairs[d];
+      if (dedup && limited) copies = std::min(copies, max_domains_per_token * pairs[d] / top_k);
+      const int peer = d * g + s % g;
+      const int64_t nic = std::llround(copies);
+      out.at(s, peer) += nic;
+      for (int j = d * g; j < (d + 1) * g; ++j) {
+        if (j == peer) continue;
+        out.at(peer, j) += std::min(direct.at(s, j), nic);  // NVLink fan-out inside domain d
+      }
+    }
+  }
+  return out;
+}
+
 TrafficMatrix scale_traffic(const TrafficMatrix& tokens, double bytes_per_token, bool transpose) {
   const int n = tokens.num_ranks;
   TrafficMatrix out(n);

@@ -1,7 +1,6 @@
 #include "sim/workload.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 
 #include "core/error.hpp"
@@ -25,16 +24,25 @@ BalancerRun::BalancerRun(const std::string& name, const ClusterShape& shape, con
     : name_(name),
       shape_(shape),
       ctx_(context),
-      balancer_(make_balancer(name, shape, options)),
       num_moe_layers_(num_moe_layers),
       num_microbatches_(num_microbatches) {
-  persistent_ = balancer_->persistent_replicas();
   expert_bytes_.hidden = ctx_.model->hidden;
   expert_bytes_.ffn = ctx_.model->expert_ffn;
   expert_bytes_.elt_bytes = ctx_.cost->weight_elt_bytes();
   expert_bytes_.validate(ctx_.model->file);
-  previous_.resize(num_moe_layers);  // filled on first use: only balancers that move replicas read it
-  steps_.assign(num_microbatches, std::vector<LayerStep>(num_moe_layers));
+  StepDriverConfig dc;
+  dc.shape = shape;
+  dc.balancer = name;
+  dc.options = options;
+  dc.expert = expert_bytes_;
+  dc.weight_sync = ctx_.options.weight_sync;
+  dc.training = ctx_.options.mode == Mode::kTrain;
+  dc.microbatches_per_step = std::max<int64_t>(num_microbatches, 1);
+  dc.check_legality = ctx_.options.check_plans;
+  dc.warm_start = true;
+  driver_ = std::make_unique<StepDriver>(dc);
+  persistent_ = driver_->persistent();
+  work_.assign(num_microbatches, std::vector<LayerWork>(num_moe_layers));
 }
 
 BalancerRun::~BalancerRun() = default;
@@ -48,22 +56,30 @@ double BalancerRun::redundant_slot_bytes() const {
   return shape_.num_redundant * per_layer * slot;
 }
 
+namespace {
+
+std::shared_ptr<const SparseTraffic> to_engine(const TrafficMatrix& m, const Fabric& fabric, bool compress) {
+  return std::make_shared<const SparseTraffic>(
+      SparseTraffic::from_dense(compress ? compress_traffic(fabric, m) : m));
+}
+
+}  // namespace
+
 void BalancerRun::process(int layer, int64_t mb, const LoadMatrix& loads, const MicrobatchInputs& in) {
   RACKEP_CHECK(layer >= 0 && layer < num_moe_layers_ && mb >= 0 && mb < num_microbatches_,
                "BalancerRun::process: record outside the step");
   const ModelConfig& model = *ctx_.model;
   const CostModel& cost = *ctx_.cost;
   const Calibration& cal = *ctx_.calibration;
-  CommModel& comm = *ctx_.comm;
+  const Fabric& fabric = *ctx_.fabric;
   const bool train = ctx_.options.mode == Mode::kTrain;
+  const bool compress = ctx_.options.compress;
   const int n = shape_.num_ranks;
 
-  const auto t0 = std::chrono::steady_clock::now();
-  PlanResult r = balancer_->plan(loads, StepContext{layer, mb});
-  if (ctx_.options.measure_host_planner) {
-    totals_.host_planner_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
-  const PlanMetrics metrics = measure_plan(loads, r);
+  const StepRecord& rec = driver_->step(loads, layer, mb);
+  const PlanResult& r = rec.result;
+  if (ctx_.options.measure_host_planner) totals_.host_planner_s += rec.planner_s;
+  const PlanMetrics& metrics = rec.metrics;
   totals_.plans += 1;
   totals_.imbalance_before_sum += metrics.imbalance_before;
   totals_.imbalance_after_sum += metrics.imbalance_after;
@@ -71,7 +87,7 @@ void BalancerRun::process(int layer, int64_t mb, const LoadMatrix& loads, const 
   totals_.replicas_sum += static_cast<double>(metrics.total_replicas);
   if (metrics.total_replicas > 0) replicates_ = true;
 
-  LayerStep& s = steps_[mb][layer];
+  LayerWork& w = work_[mb][layer];
   const int decoder_layer = model.num_dense_layers + layer;
   const AttentionConfig& att = model.attention;
   const bool window =
@@ -82,100 +98,79 @@ void BalancerRun::process(int layer, int64_t mb, const LoadMatrix& loads, const 
   // Compute.
   const std::vector<std::vector<int64_t>> inst = instance_tokens_per_rank(r);
   const PlannerCost& pc = cal.planner(name_);
-  s.attention_fwd_s.resize(n);
-  s.attention_bwd_s.resize(n);
-  s.router_fwd_s.resize(n);
-  s.shared_fwd_s.resize(n);
-  s.experts_fwd_s.resize(n);
-  s.experts_bwd_s.resize(n);
-  s.reroute_s.resize(n);
-  s.saved_bytes.resize(n);
-  s.working_bytes.resize(n);
+  for (std::vector<double>* v : {&w.attention, &w.router, &w.plan, &w.reroute, &w.shared_expert, &w.experts,
+                                 &w.saved_bytes, &w.working_bytes})
+    v->assign(n, 0.0);
+  if (train) {
+    for (std::vector<double>* v :
+         {&w.attention_bwd, &w.router_bwd, &w.shared_expert_bwd, &w.experts_dgrad, &w.experts_wgrad})
+      v->assign(n, 0.0);
+  }
   const std::vector<int64_t> source_pairs = loads.source_totals();
+  const double plan_s = pc.fixed_s + pc.per_expert_s * shape_.num_experts();
   double flops = 0.0;
   for (int rank = 0; rank < n; ++rank) {
     const double t = in.tokens[rank];
-    s.attention_fwd_s[rank] = cost.attention_forward_s(t, keys[rank]);
-    s.attention_bwd_s[rank] = train ? cost.attention_backward_s(t, keys[rank]) : 0.0;
-    s.router_fwd_s[rank] = cost.router_forward_s(t);
-    s.shared_fwd_s[rank] = cost.shared_experts_forward_s(t);
-    s.experts_fwd_s[rank] = cost.experts_forward_s(inst[rank]);
-    s.experts_bwd_s[rank] = train ? cost.experts_backward_s(inst[rank]) : 0.0;
-    s.reroute_s[rank] = pc.reroute_fixed_s + pc.reroute_per_pair_s * static_cast<double>(source_pairs[rank]);
+    const MoeLayerCompute c = cost.moe_layer(t, keys[rank], inst[rank], train);
+    w.attention[rank] = c.attention;
+    w.router[rank] = c.router;
+    w.plan[rank] = plan_s;
+    w.reroute[rank] = pc.reroute_fixed_s + pc.reroute_per_pair_s * static_cast<double>(source_pairs[rank]);
+    w.shared_expert[rank] = c.shared_expert;
+    w.experts[rank] = c.experts;
+    if (train) {
+      w.attention_bwd[rank] = c.attention_bwd;
+      w.router_bwd[rank] = c.router_bwd;
+      w.shared_expert_bwd[rank] = c.shared_expert_bwd;
+      w.experts_dgrad[rank] = c.experts_dgrad;
+      w.experts_wgrad[rank] = c.experts_wgrad;
+    }
     int64_t received = 0;
     for (int64_t x : inst[rank]) received += x;
-    s.working_bytes[rank] = cost.moe_layer_saved_bytes(t, static_cast<double>(received));
-    s.saved_bytes[rank] = ctx_.options.recompute ? cost.recompute_saved_bytes(t) : s.working_bytes[rank];
-    flops += model.attention_projection_flops_per_token() * t +
-             model.attention_core_flops_per_key() * keys[rank] +
+    w.working_bytes[rank] = cost.moe_layer_saved_bytes(t, static_cast<double>(received));
+    w.saved_bytes[rank] = ctx_.options.recompute ? cost.recompute_saved_bytes(t) : w.working_bytes[rank];
+    flops += model.attention_projection_flops_per_token() * t + model.attention_core_flops_per_key() * keys[rank] +
              (model.router_flops_per_token() + model.shared_expert_flops_per_token()) * t;
   }
   flops += model.expert_flops_per_pair() * static_cast<double>(loads.total());
   totals_.useful_flops += train ? 3.0 * flops : flops;
-  s.plan_s = pc.fixed_s + pc.per_expert_s * shape_.num_experts();
 
-  // Dispatch and combine, and their backward transposes.
-  const TrafficMatrix tokens = dispatch_token_matrix(r, model.top_k, ctx_.options.dedup);
-  const TrafficMatrix dispatch = scale_traffic(tokens, cost.dispatch_bytes_per_token(), false);
-  const TrafficMatrix combine = scale_traffic(tokens, cost.combine_bytes_per_token(), true);
-  totals_.dispatch_network_bytes += static_cast<double>(dispatch.network_bytes());
-  comm.phase(dispatch, s.dispatch_s);
-  comm.phase(combine, s.combine_s);
-  if (train) {
-    // combine backward sends output gradients along the dispatch direction with the combine element size;
-    // dispatch backward returns input gradients along the combine direction.
-    if (cost.dispatch_bytes_per_token() == cost.combine_bytes_per_token()) {
-      s.combine_bwd_s = s.dispatch_s;
-    } else {
-      comm.phase(scale_traffic(tokens, cost.combine_bytes_per_token(), false), s.combine_bwd_s);
-    }
-    s.dispatch_bwd_s = s.combine_s;
-  }
+  // Dispatch token copies on their routes (two hops across NVLink domains); combine and the backward
+  // all-to-alls move the same copies with their own element sizes.
+  const TrafficMatrix tokens =
+      dispatch_route_matrix(r, model.top_k, ctx_.options.dedup, fabric, model.max_domains_per_token);
+  totals_.dispatch_network_bytes += static_cast<double>(tokens.network_bytes()) * cost.dispatch_bytes_per_token();
+  w.tokens = to_engine(tokens, fabric, compress);
 
-  // Load all-gather before planning.
   if (pc.needs_load_allgather) {
-    if (allgather_s_.empty()) comm.phase(load_allgather_traffic(n, shape_.num_experts()), allgather_s_);
-    s.allgather_s = allgather_s_;
+    if (!allgather_) allgather_ = to_engine(load_allgather_traffic(n, shape_.num_experts()), fabric, compress);
+    w.allgather = allgather_;
   }
 
-  // weight_sync: fixed-master plans refill the shared replica slots every call (and restore them before the
-  // backward expert dgrad); persistent placements move only the difference to the layer's previous plan.
-  const bool fixed_master = !persistent_ && r.plan.masters_fixed;
-  TransferPlan tp;
-  bool sync = false;
-  if (fixed_master) {
-    if (metrics.total_replicas > 0) {
-      tp = plan_weight_sync(r.plan, expert_bytes_, ctx_.options.weight_sync);
-      sync = !tp.copies.empty();
-      s.weight_restore = sync && train;
+  // weight_sync, weight restore and grad_reduce: what moves is decided by the StepDriver
+  // (core/step_driver.hpp). Fixed-master plans refill the shared replica slots before dispatch (and restore
+  // them before the backward expert dgrad); persistent placements (EPLB, LPLB) start warm and move only the
+  // difference to the layer's previous placement, in the background while training goes on.
+  if (rec.weight_sync) {
+    const TransferPlan& tp = *rec.weight_sync;
+    std::shared_ptr<const SparseTraffic> t = to_engine(weight_sync_traffic(tp), fabric, compress);
+    if (rec.persistent) {
+      w.placement_update = std::move(t);
+    } else {
+      w.weight_sync = std::move(t);
+      w.weight_sync_tail_s =
+          tp.relay_levels * static_cast<double>(ExpertBytes::kChunkBytes) / fabric.port_bytes_per_s;
+      w.weight_restore = rec.weight_restore;
     }
-  } else {
-    if (previous_[layer].lcnt.empty()) previous_[layer] = Plan::masters_only(shape_, {});
-    tp = plan_persistent_weight_sync(previous_[layer], r.plan, expert_bytes_);
-    sync = !tp.copies.empty();
-    previous_[layer] = r.plan;
-  }
-  if (sync) {
-    comm.phase(weight_sync_traffic(tp), s.weight_sync_s);
-    const double relay_s =
-        tp.relay_levels * static_cast<double>(ExpertBytes::kChunkBytes) / ctx_.port_bytes_per_s;
-    for (double& x : s.weight_sync_s) x += relay_s;
     totals_.weight_sync_calls += 1;
     totals_.weight_sync_bytes += static_cast<double>(tp.total_bytes());
   }
-
-  // grad_reduce: every call for shared slots; once per step (last microbatch) for resident replicas.
-  const bool reduce_now =
-      train && metrics.total_replicas > 0 && (fixed_master || mb == num_microbatches_ - 1);
-  if (reduce_now) {
-    const GradReducePlan gp = plan_grad_reduce(r.plan, expert_bytes_);
-    if (!gp.pulls.empty()) {
-      comm.phase(grad_reduce_traffic(gp), s.grad_reduce_s);
-      const double sm_rate = cal.grad_reduce_num_sms.value * cal.grad_reduce_bytes_per_sm_s.value;
-      for (int rank = 0; rank < n; ++rank) {
-        s.grad_reduce_s[rank] =
-            std::max(s.grad_reduce_s[rank], static_cast<double>(gp.pulled_bytes[rank]) / sm_rate);
-      }
+  if (rec.grad_reduce) {
+    const GradReducePlan& gp = *rec.grad_reduce;
+    w.grad_reduce = to_engine(grad_reduce_traffic(gp), fabric, compress);
+    const double sm_rate = cal.comm_sms.grad_reduce.value * cal.grad_reduce_bytes_per_sm_s.value;
+    for (int rank = 0; rank < n; ++rank) {
+      w.grad_reduce_min_s = std::max(w.grad_reduce_min_s, static_cast<double>(gp.pulled_bytes[rank]) / sm_rate);
     }
   }
 }

@@ -1,9 +1,10 @@
 // File: sim/workload.hpp
-// The workload of one balancer (DESIGN.md "Workload"): every (MoE layer, microbatch) record is planned by the
-// balancer from that record's exact loads, the plan's byte matrices (dispatch, combine, their backward
-// transposes, weight_sync, grad_reduce, the load all-gather) go through the communication model, and the cost
-// model gives each rank's compute times. The result, a LayerStep per record, is all the step loop needs
-// (sim/step_loop.hpp). Planner host time is measured only on request and never enters LayerStep.
+// The workload of one balancer (docs/DESIGN.md "The simulator"): every (MoE layer, microbatch) record is
+// planned by the balancer from that record's exact loads; the plan gives the byte matrices of the
+// communication (dispatch token copies on their routes, weight_sync, grad_reduce, the load all-gather, the
+// background placement updates of history-based balancers) and the cost model each rank's compute times.
+// The result, a LayerWork per record, is what the schedule builder (sim/schedule.hpp) turns into the step
+// graph. Planner host time is measured only on request and never enters LayerWork.
 // Usage:
 //   BalancerRun run("ultraep", shape, options, ctx);
 //   run.process(layer, microbatch, loads, mb_inputs, /*last_microbatch=*/false);
@@ -16,10 +17,12 @@
 #include <vector>
 
 #include "core/balancer.hpp"
+#include "core/step_driver.hpp"
 #include "core/transfer.hpp"
 #include "sim/calibration.hpp"
-#include "sim/comm_model.hpp"
 #include "sim/cost_model.hpp"
+#include "sim/fabric.hpp"
+#include "sim/step_graph.hpp"
 
 namespace rackep::sim {
 
@@ -30,9 +33,11 @@ const char* to_string(Mode m);
 struct WorkloadOptions {
   Mode mode = Mode::kTrain;
   bool recompute = false;  ///< full recompute of every layer's forward in the backward pass
-  bool dedup = true;       ///< dispatch one copy per (token, destination rank), as DeepEP does
+  bool dedup = true;       ///< dispatch one copy per (token, destination rank / domain), as DeepEP does
+  bool compress = true;    ///< hand the engine load-preserving compressed matrices (ptask fidelity)
   bool measure_host_planner = false;
   WeightSyncOptions weight_sync;
+  bool check_plans = check_plans_by_default();  ///< ALGORITHMS.md §2.8 checks on every plan (StepDriver)
 };
 
 /// Shared, read-only inputs of every BalancerRun of one simulation.
@@ -40,8 +45,7 @@ struct WorkloadContext {
   const ModelConfig* model = nullptr;
   const CostModel* cost = nullptr;
   const Calibration* calibration = nullptr;
-  CommModel* comm = nullptr;
-  double port_bytes_per_s = 0.0;  ///< effective NVLink port bandwidth (relay chunk forwarding time)
+  const Fabric* fabric = nullptr;
   WorkloadOptions options;
 };
 
@@ -52,18 +56,21 @@ struct MicrobatchInputs {
   std::vector<double> keys_window;  ///< [N] attended keys, sliding-window layers
 };
 
-/// Durations (seconds) per rank of one (MoE layer, microbatch). Comm phases exclude their launch costs; an
-/// empty vector means the phase does not happen.
-struct LayerStep {
-  std::vector<double> attention_fwd_s, attention_bwd_s, router_fwd_s, shared_fwd_s, experts_fwd_s,
-      experts_bwd_s;
-  std::vector<double> reroute_s;
-  std::vector<double> dispatch_s, combine_s, combine_bwd_s, dispatch_bwd_s;
-  std::vector<double> allgather_s, weight_sync_s, grad_reduce_s;
-  double plan_s = 0.0;          ///< modelled planning time (calibration), on every rank
+/// The work of one (MoE layer, microbatch): compute seconds per rank at the whole GPU, and the byte
+/// matrices of its communication (shared, read-only). An empty vector / null pointer: the phase does not
+/// happen.
+struct LayerWork {
+  std::vector<double> attention, router, plan, reroute, shared_expert, experts;
+  std::vector<double> attention_bwd, router_bwd, shared_expert_bwd, experts_dgrad, experts_wgrad;
+  std::shared_ptr<const SparseTraffic> tokens;       ///< dispatch token copies on their routes
+  std::shared_ptr<const SparseTraffic> allgather;    ///< per-rank load all-gather (bytes)
+  std::shared_ptr<const SparseTraffic> weight_sync;  ///< bytes; before dispatch (and restore in backward)
+  double weight_sync_tail_s = 0.0;                   ///< relay forwarding of the last chunk
   bool weight_restore = false;  ///< backward weight_sync before expert dgrad (shared replica slots)
-  std::vector<double>
-      saved_bytes;  ///< activations kept for the backward pass (layer input only with recompute)
+  std::shared_ptr<const SparseTraffic> placement_update;  ///< persistent balancers: background movement
+  std::shared_ptr<const SparseTraffic> grad_reduce;       ///< bytes
+  double grad_reduce_min_s = 0.0;  ///< SM-bound floor: max over ranks of pulled bytes / (SMs x rate)
+  std::vector<double> saved_bytes;    ///< activations kept for the backward pass (layer input with recompute)
   std::vector<double> working_bytes;  ///< all activations of the layer (alive while it runs)
 };
 
@@ -76,9 +83,9 @@ struct BalancerTotals {
   double replicas_sum = 0.0;
   int64_t weight_sync_calls = 0;
   double weight_sync_bytes = 0.0;
-  double dispatch_network_bytes = 0.0;
-  double host_planner_s = 0.0;  ///< measured, only with measure_host_planner
-  double useful_flops = 0.0;    ///< model FLOPs of the MoE layers (fwd; x3 for training), excluding recompute
+  double dispatch_network_bytes = 0.0;  ///< token copies x dispatch bytes on links (both hops)
+  double host_planner_s = 0.0;          ///< measured, only with measure_host_planner
+  double useful_flops = 0.0;  ///< model FLOPs of the MoE layers (fwd; x3 for training), excluding recompute
 };
 
 class BalancerRun {
@@ -93,7 +100,7 @@ class BalancerRun {
 
   const std::string& name() const { return name_; }
   bool persistent() const { return persistent_; }
-  const std::vector<std::vector<LayerStep>>& steps() const { return steps_; }  ///< [mb][layer]
+  const std::vector<std::vector<LayerWork>>& work() const { return work_; }  ///< [mb][layer]
   const BalancerTotals& totals() const { return totals_; }
   /// Memory of redundant slots per rank: R x slot bytes when slots are shared by all layers, R x layers x
   /// slot bytes when replicas stay resident per layer; 0 without replication.
@@ -103,15 +110,14 @@ class BalancerRun {
   std::string name_;
   ClusterShape shape_;
   WorkloadContext ctx_;
-  std::unique_ptr<Balancer> balancer_;
+  std::unique_ptr<StepDriver> driver_;  // plans, legality, resident replicas, transfer plans
   bool persistent_ = false;
   bool replicates_ = false;
   ExpertBytes expert_bytes_;
   int num_moe_layers_ = 0;
   int64_t num_microbatches_ = 0;
-  std::vector<double> allgather_s_;  // the all-gather matrix never changes: simulated once
-  std::vector<Plan> previous_;       // per layer: last plan (persistent balancers)
-  std::vector<std::vector<LayerStep>> steps_;
+  std::shared_ptr<const SparseTraffic> allgather_;  // the all-gather matrix never changes: built once
+  std::vector<std::vector<LayerWork>> work_;
   BalancerTotals totals_;
 };
 

@@ -10,6 +10,9 @@
 # when the storage is faster than the importer. Wall time and CPU time (user + sys) are both printed: on a
 # shared machine the CPU figure is the importer's own cost; user time alone excludes the kernel's file writing,
 # which other jobs' I/O slows. Peak memory is /usr/bin/time's maximum RSS.
+#   SGLang:       a per_pass recording (8 rank files x 500 forward passes, global_physical_count int32 [61 layers,
+#                 288 physical slots], 256 logical experts) written in torch.save's layout by the fixture
+#                 generator (tools/make_import_fixtures.py), imported with --top-k 8 (one forward pass at a time).
 # Each path is imported RUNS times (default 3; a fresh output directory each time), one line per run.
 # Usage: [RUNS=3] tools/bench_import.sh [build dir] [work dir]
 set -euo pipefail
@@ -18,7 +21,7 @@ BUILD=${1:-build}
 WORK=${2:-$(mktemp -d)}
 RACKEP="$BUILD/rackep"
 mkdir -p "$WORK"
-rm -rf "$WORK/synth" "$WORK/trt" "$WORK/out-trt" "$WORK/ultraep" "$WORK/out-uep"
+rm -rf "$WORK/synth" "$WORK/trt" "$WORK/out-trt" "$WORK/ultraep" "$WORK/out-uep" "$WORK/sglang" "$WORK/out-sgl"
 
 "$RACKEP" --log-level warn trace synth --out "$WORK/synth" --ranks 64 --experts 256 --top-k 8 \
   --tokens-per-rank 64 --layers 58 --microbatches 40 --seed 1 > /dev/null
@@ -55,6 +58,22 @@ json.dump({"schema": "ultra_ep_trace_v1", "ep_size": ep, "num_layers": layers, "
           open(os.path.join(d, tid + ".manifest.json"), "w"))
 EOF
 
+python3 - "$WORK/sglang" "$(dirname "$0")" <<'EOF'
+import os, sys
+sys.path.insert(0, sys.argv[2])
+import make_import_fixtures as fx
+d = sys.argv[1]; os.makedirs(d)
+L, P, E, ranks, passes = 61, 288, 256, 8, 500
+p2l = [p % E for p in range(P)] * L
+for r in range(ranks):
+    flat = [((31 * p + 7 * l + r) % 97) * (l > 2) for l in range(L) for p in range(P)]
+    fx.write_torch_save(os.path.join(d, "expert_distribution_recorder_1700000000_%d.pt" % r),
+                        lambda Tensor: {"records": [{"forward_pass_id": fp, "rank": r, "gatherer_key": "primary",
+                                                     "global_physical_count": Tensor(flat, [L, P])}
+                                                    for fp in range(passes)],
+                                        "last_physical_to_logical_map": Tensor(p2l, [L, P])})
+EOF
+
 measure() {  # name, input dir, output dir, import args...
   local name=$1 input=$2 out=$3
   shift 3
@@ -72,6 +91,9 @@ measure() {  # name, input dir, output dir, import args...
 
 for ((run = 0; run < RUNS; ++run)); do
   measure trtllm "$WORK/trt" "$WORK/out-trt" --from trtllm "$WORK/trt"
+done
+for ((run = 0; run < RUNS; ++run)); do
+  measure sglang "$WORK/sglang" "$WORK/out-sgl" --from sglang "$WORK/sglang" --top-k 8
 done
 for ((run = 0; run < RUNS; ++run)); do
   measure ultraep "$WORK/ultraep" "$WORK/out-uep" --from ultraep "$WORK/ultraep" --top-k 8 --ranks 1 \

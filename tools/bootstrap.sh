@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 packages=(cmake g++ make pkg-config libsimgrid-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
-          libgtest-dev libbenchmark-dev libglpk-dev zlib1g-dev
+          libgtest-dev libbenchmark-dev libglpk-dev zlib1g-dev python3-dev pybind11-dev python3-numpy
+          libopenmpi-dev openmpi-bin
           clang libclang-rt-14-dev)  # clang + compiler-rt: the sanitizer build and fuzzers of tools/test.sh
 missing=()
 for p in "${packages[@]}"; do

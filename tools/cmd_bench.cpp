@@ -1,7 +1,12 @@
 // `rackep bench planner`: Google Benchmark of the UltraEP planner on the shapes of the UltraEP README
 // microbenchmark (EP 64, L = 256, R = 2, top-8, 8192 tokens per rank, rank imbalance 1.5 / 2 / 3) and at rack
 // scale (N = G = 72 with L = 576; N = 576 in 8 NVLink domains of 72 with L = 4608). Loads are sampled by the
-// seeded Zipf generator of ALGORITHMS.md §2.9. `rackep bench kernels` is the CUDA backend's.
+// seeded Zipf generator of docs/ALGORITHMS.md §2.9. `rackep bench kernels` is the CUDA backend's (forwarded
+// to rackep-gpu). Built with RACKEP_BUILD_BENCHMARKS=OFF, `bench planner` does not exist and nothing links
+// Google Benchmark.
+#include "tools/commands.hpp"
+
+#if RACKEP_HAVE_BENCHMARK
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -11,7 +16,6 @@
 
 #include "core/metrics.hpp"
 #include "core/ultraep.hpp"
-#include "tools/commands.hpp"
 #include "traces/synthetic.hpp"
 
 namespace rackep::tools {
@@ -126,10 +130,15 @@ void run_planner_bench(std::vector<std::string> extra) {
 }
 
 }  // namespace
+}  // namespace rackep::tools
+#endif  // RACKEP_HAVE_BENCHMARK
 
-void add_bench_command(CLI::App& app) {
-  CLI::App* bench = app.add_subcommand("bench", "Benchmarks (Google Benchmark)");
+namespace rackep::tools {
+
+CLI::App* add_bench_command(CLI::App& app) {
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks (planner: Google Benchmark; kernels: GPU)");
   bench->require_subcommand(1);
+#if RACKEP_HAVE_BENCHMARK
   CLI::App* planner = bench->add_subcommand(
       "planner",
       "UltraEP planner time per plan on one CPU core (EP 64 / L 256 / R 2 at imbalance 1.5, 2, 3; EP 72; EP "
@@ -137,7 +146,8 @@ void add_bench_command(CLI::App& app) {
       "Extra arguments go to Google Benchmark, e.g. --benchmark_repetitions=5 --benchmark_format=json");
   planner->allow_extras();
   planner->callback([planner] { run_planner_bench(planner->remaining()); });
-  add_bench_kernels_command(*bench);  // `rackep bench kernels` (tools/cmd_bench_kernels.cpp)
+#endif
+  return bench;
 }
 
 }  // namespace rackep::tools

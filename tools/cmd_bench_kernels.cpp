@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 
+#include "config/experiment.hpp"
 #include "core/error.hpp"
 #include "rackep/config.hpp"
 #include "tools/commands.hpp"
@@ -49,15 +50,29 @@ void run([[maybe_unused]] const BenchKernelsArgs& a) {
 void add_bench_kernels_command(CLI::App& bench) {
   auto args = std::make_shared<BenchKernelsArgs>();
   CLI::App* cmd =
-      bench.add_subcommand("kernels", "GPU kernel benchmarks: planner, weight_sync, grouped GEMM");
-  cmd->add_option("--ranks", args->ranks, "EP ranks N (one NVLink domain)")->capture_default_str();
-  cmd->add_option("--experts", args->experts, "logical experts L")->capture_default_str();
-  cmd->add_option("--redundant", args->redundant, "R: redundant slots per rank")->capture_default_str();
-  cmd->add_option("--hidden", args->hidden, "expert hidden size H")->capture_default_str();
-  cmd->add_option("--ffn", args->ffn, "expert FFN size F")->capture_default_str();
+      bench.add_subcommand("kernels", kBenchKernelsHelp);
+  using namespace config;  // the ranges shared with the experiment config
+  cmd->add_option("--ranks", args->ranks, "EP ranks N (one NVLink domain)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, kMaxRanks));
+  cmd->add_option("--experts", args->experts, "logical experts L")
+      ->capture_default_str()
+      ->check(CLI::Range(1, kMaxExperts));
+  cmd->add_option("--slots", args->redundant, "R: redundant slots per rank")
+      ->capture_default_str()
+      ->check(CLI::Range(0, kMaxSlots));
+  cmd->add_option("--hidden", args->hidden, "expert hidden size H")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{8}, int64_t{1} << 20));
+  cmd->add_option("--ffn", args->ffn, "expert FFN size F")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--imbalance", args->imbalance, "rank imbalance of the synthetic loads")
-      ->capture_default_str();
-  cmd->add_option("--repeats", args->repeats, "timed repetitions")->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, kMaxImbalance));
+  cmd->add_option("--repeats", args->repeats, "timed repetitions")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   cmd->callback([args] { run(*args); });
 }
 

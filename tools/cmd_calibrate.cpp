@@ -123,8 +123,7 @@ void run([[maybe_unused]] const CalibrateArgs& a) {
 
 void add_calibrate_command(CLI::App& app) {
   auto args = std::make_shared<CalibrateArgs>();
-  CLI::App* cmd =
-      app.add_subcommand("calibrate", "measure the cost-model calibration on GPU 0 (CUDA backend)");
+  CLI::App* cmd = app.add_subcommand("calibrate", kCalibrateHelp);
   cmd->add_option("--model", args->model, "model config name or file: expert shapes of the GEMM curve")
       ->capture_default_str();
   cmd->add_option("--out", args->out, "calibration file to write")->capture_default_str();

@@ -6,16 +6,17 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
-#include <fstream>
+#include <iostream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "core/error.hpp"
-#include "core/output_file.hpp"
 #include "rackep/config.hpp"
 #include "tools/commands.hpp"
+#include "tools/config_cli.hpp"
 #include "tools/gpu_common.hpp"
+#include "tools/mpi_job.hpp"
 #include "traces/trace_reader.hpp"
 #if RACKEP_HAVE_CUDA
 #include "kernels/device.hpp"
@@ -26,18 +27,8 @@ namespace rackep::tools {
 namespace {
 
 struct RunLayerArgs {
-  std::string model;
-  std::string trace;
-  std::string balancer = "ultraep";
-  int redundant = 2;
-  int domain = 0;
-  int64_t max_records = 4;
-  int64_t skip_records = 0;
-  bool backward = false;
-  bool no_check = false;
-  int gpus = 0;
-  std::string json_out;
-  bool force = false;
+  ConfigCli cli;
+  bool json = false;
 };
 
 #if RACKEP_HAVE_CUDA
@@ -57,8 +48,8 @@ void print_report(const kernels::RunLayerReport& rep) {
                 static_cast<long long>(rep.remote_rows));
 }
 
-void write_json(const kernels::RunLayerReport& rep, const std::string& path, bool force) {
-  nlohmann::json j;
+void print_json(const kernels::RunLayerReport& rep, const config::ExperimentConfig& c) {
+  nlohmann::ordered_json j;
   j["mode"] = rep.mode;
   j["devices"] = rep.devices;
   j["checked"] = rep.checked;
@@ -82,49 +73,82 @@ void write_json(const kernels::RunLayerReport& rep, const std::string& path, boo
                            {"grad_reduce_ms", l.times.grad_reduce_ms},
                            {"total_ms", l.times.total_ms}});
   }
-  OutputFile out(path, "--json", force);
-  out.write(j.dump(2) + "\n");
-  out.commit();
+  j["config"] = config::to_json(c, config::kRunLayer);  // re-run with --config
+  std::cout << j.dump(2) << "\n";
 }
 #endif
 
-void run([[maybe_unused]] const RunLayerArgs& a) {
+void run(const RunLayerArgs& a) {
+  // Bad input first (exit 2), then what the machine lacks (exit 1).
+  [[maybe_unused]] const config::ExperimentConfig c = resolve_config(a.cli, config::kRunLayer);
   require_cuda_build("run-layer");
 #if RACKEP_HAVE_CUDA
+  if (c.model.empty())
+    throw InputError("--model", "model", "run-layer needs --model (expert hidden/FFN sizes)");
+  if (c.trace.empty())
+    throw InputError("--trace", "trace", "run-layer needs --trace (a canonical trace directory)");
+  if (c.balancers.size() != 1)
+    throw InputError("--balancers", std::to_string(c.balancers.size()) + " names",
+                     "run-layer runs exactly one balancer");
   kernels::require_gpus(1);  // before reading anything: "no CUDA GPU found" is the first thing a user sees
   // Under mpirun every process runs this command: one process per GPU, or a clear refusal.
-  const int launched = kernels::mpi_launcher_world_size();
+  const int launched = mpi_launcher_world_size();
   if (launched > 1 && RACKEP_HAVE_MPI == 0)
-    throw std::runtime_error("run-layer: started by an MPI launcher with " + std::to_string(launched) +
-                             " processes, but rackep was built without MPI (install libopenmpi-dev, "
-                             "reconfigure and rebuild), or run one process with --gpus K");
-  if (launched > 1 && a.gpus > 0)
-    throw InputError("--gpus", std::to_string(a.gpus), "not used under mpirun: one process per GPU");
-  const MoeShape model = read_moe_shape(a.model);
-  TraceReader reader(a.trace);
+    throw RuntimeError("run-layer: started by an MPI launcher with " + std::to_string(launched) +
+                       " processes, but rackep was built without MPI (install libopenmpi-dev, "
+                       "reconfigure and rebuild), or run one process with --gpus K");
+  if (launched > 1 && c.gpus)
+    throw InputError("--gpus", std::to_string(*c.gpus), "not used under mpirun: one process per GPU");
+  const MoeShape model = read_moe_shape(c.model);
+  TraceReader reader(c.trace);
   const TraceManifest& m = reader.manifest();
   kernels::RunLayerConfig cfg;
-  cfg.shape =
-      ClusterShape::from_experts(m.num_ranks, m.num_experts, a.redundant,
-                                 a.domain > 0 ? a.domain : m.num_ranks, "--trace/--redundant/--domain");
+  cfg.shape = ClusterShape::from_experts(m.num_ranks, m.num_experts, c.slots, c.domain.value_or(m.num_ranks),
+                                         "--trace/--slots/--domain");
   cfg.dims = FfnDims{model.hidden, model.expert_ffn};
-  cfg.balancer = a.balancer;
-  cfg.backward = a.backward;
-  cfg.check = !a.no_check;
-  cfg.gpus = a.gpus;
+  cfg.balancer = c.balancers.front();
+  cfg.options = c.options;
+  cfg.weight_sync.mode = parse_weight_sync_mode(c.weight_sync, "--weight-sync");
+  cfg.backward = c.backward;
+  cfg.check = c.check;
+  cfg.check_plans = c.check_plans || check_plans_by_default();
+  cfg.gpus = c.gpus.value_or(0);
   cfg.mpi = launched > 1;
   std::vector<kernels::LayerRecord> records;
   TraceRecord rec;
   int64_t index = 0;
-  while (static_cast<int64_t>(records.size()) < a.max_records && reader.next(rec)) {
-    if (index++ < a.skip_records) continue;
+  while (static_cast<int64_t>(records.size()) < *c.max_records && reader.next(rec)) {
+    if (index++ < c.skip_records) continue;
     records.push_back({rec.layer, rec.microbatch, rec.loads});
   }
-  if (records.empty()) throw InputError("--trace", a.trace, "no records in the requested slice");
-  const kernels::RunLayerReport rep = kernels::run_layers(cfg, records);
+  if (records.empty()) throw InputError("--trace", c.trace, "no records in the requested slice");
+  kernels::RunLayerReport rep;
+#if RACKEP_TOOLS_MPI
+  if (cfg.mpi) {
+    // This process owns MPI, so that a failure in one process can end the job (the others may be waiting
+    // for it in NCCL or MPI) after saying why.
+    MpiJob job;
+    try {
+      rep = kernels::run_layers(cfg, records);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "rackep: error: run-layer (MPI rank %d of %d): %s\n", job.rank(), job.size(),
+                   e.what());
+      std::fflush(stderr);
+      const auto* err = dynamic_cast<const Error*>(&e);
+      job.abort(err != nullptr ? exit_code(err->kind()) : 1);
+    }
+  } else {
+    rep = kernels::run_layers(cfg, records);
+  }
+#else
+  rep = kernels::run_layers(cfg, records);
+#endif
   if (rep.process_rank != 0) return;  // MPI: process 0 reports for the job
-  print_report(rep);
-  if (!a.json_out.empty()) write_json(rep, a.json_out, a.force);
+  if (a.json) {
+    print_json(rep, c);
+  } else {
+    print_report(rep);
+  }
 #endif
 }
 
@@ -133,29 +157,10 @@ void run([[maybe_unused]] const RunLayerArgs& a) {
 void add_run_layer_command(CLI::App& app) {
   auto args = std::make_shared<RunLayerArgs>();
   CLI::App* cmd =
-      app.add_subcommand("run-layer", "execute MoE layers of a trace slice on the GPUs found (CUDA backend)");
-  cmd->add_option("--model", args->model,
-                  "model config name (configs/models/) or file: expert hidden/FFN sizes")
-      ->required();
-  cmd->add_option("--trace", args->trace, "canonical trace directory")->required();
-  cmd->add_option("--balancer", args->balancer, "balancer name (ultraep plans on the GPU)")
-      ->capture_default_str();
-  cmd->add_option("--redundant", args->redundant, "R: redundant slots per rank")->capture_default_str();
-  cmd->add_option("--domain", args->domain, "G: ranks per NVLink domain (0: all ranks)")
-      ->capture_default_str();
-  cmd->add_option("--records", args->max_records, "records of the slice")->capture_default_str();
-  cmd->add_option("--skip", args->skip_records, "records skipped before the slice")->capture_default_str();
-  cmd->add_option(
-         "--gpus", args->gpus,
-         "GPUs to place the EP ranks on (contiguous blocks; EP size must be a multiple): 0 = all found "
-         "(largest count dividing the EP size), 1 = every rank emulated on GPU 0; under mpirun: one "
-         "process per GPU instead")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_flag("--backward", args->backward, "also run grad_reduce");
-  cmd->add_flag("--no-check", args->no_check, "skip the CPU reference check of the first record");
-  cmd->add_option("--json", args->json_out, "write the per-record times as JSON");
-  cmd->add_flag("--force", args->force, "replace an existing --json file");
+      app.add_subcommand("run-layer", kRunLayerHelp);
+  add_config_options(*cmd, config::kRunLayer, args->cli);
+  cmd->add_flag("--json", args->json,
+                "print the per-record times as JSON instead of the table (with the resolved config)");
   cmd->callback([args] { run(*args); });
 }
 

@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "config/experiment.hpp"
 #include "core/error.hpp"
+#include "core/progress.hpp"
 #include "tools/commands.hpp"
 #include "tools/logging.hpp"
 #include "traces/composer.hpp"
@@ -21,6 +23,13 @@
 #include "traces/trace_writer.hpp"
 
 namespace rackep::tools {
+
+using config::kMaxExperts;
+using config::kMaxImbalance;
+using config::kMaxMicrobatches;
+using config::kMaxRanks;
+using config::kMaxTokensPerRank;
+using config::kMaxTopK;
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -118,6 +127,29 @@ struct ImportArgs {
   int num_experts = 0;
   int replication = 1;
   std::string model;
+  std::string dump;
+  bool merge_dumps = false;
+  std::string placement;
+};
+
+// Passes records through and counts them on a progress line (stderr, terminals only).
+class ProgressStream final : public RecordStream {
+ public:
+  ProgressStream(RecordStream& in, const std::string& label)
+      : in_(in), progress_(label, in.manifest().num_records, "records") {}
+  const TraceManifest& manifest() const override { return in_.manifest(); }
+  bool next(TraceRecord& r) override {
+    if (!in_.next(r)) {
+      progress_.finish();
+      return false;
+    }
+    progress_.add();
+    return true;
+  }
+
+ private:
+  RecordStream& in_;
+  Progress progress_;
 };
 
 // Recorded formats other than ESFT (traces/import_registry.hpp): open, report what was found and assumed,
@@ -133,6 +165,9 @@ void run_import_recorded(const ImportArgs& a) {
   o.seed = a.seed;
   o.policy = a.policy;
   o.model = a.model;
+  o.dump = a.dump;
+  o.merge_dumps = a.merge_dumps;
+  o.placement = a.placement;
   const auto t0 = Clock::now();
   ImportReport report;
   std::unique_ptr<RecordStream> stream = open_import(a.from, a.inputs, o, report);
@@ -140,7 +175,8 @@ void run_import_recorded(const ImportArgs& a) {
   for (const std::string& line : report.found) std::cout << "  " << line << "\n";
   std::cout << "assumed:\n";
   for (const std::string& line : report.assumed) std::cout << "  " << line << "\n";
-  const TraceManifest m = write_trace_atomic(*stream, a.out, {a.chunk_records}, report.side_files);
+  ProgressStream counted(*stream, "import");
+  const TraceManifest m = write_trace_atomic(counted, a.out, {a.chunk_records}, report.side_files);
   std::cout << "wrote " << a.out << "\n";
   print_manifest_summary(m, std::cout);
   logger("traces")->info("import: {} records in {:.2f} s", m.num_records, seconds_since(t0));
@@ -153,8 +189,14 @@ void run_import(const ImportArgs& a) {
   const ComposePolicy policy = parse_compose_policy(a.policy, "--policy");
   EsftOptions options;
   if (!a.layers.empty()) options.layers = parse_layer_list(a.layers);
+  if (a.num_experts > 0) options.num_experts = a.num_experts;  // ids are checked against it
+  if (a.top_k > 0) options.top_k = a.top_k;                    // ids per token on each line
+  if (a.replication != 1)
+    throw InputError("--from esft", "--replication", "ESFT sequences have no ranks to replicate");
   const auto t0 = Clock::now();
-  auto routing = std::make_shared<const TokenRouting>(read_esft(a.inputs, options));
+  TokenRouting read = read_esft(a.inputs, options);
+  if (!a.model.empty()) read.model = a.model;
+  auto routing = std::make_shared<const TokenRouting>(std::move(read));
   const double read_s = seconds_since(t0);
   TokenComposer composer(routing, {a.num_ranks, a.tokens_per_rank, policy, a.seed});
 
@@ -182,7 +224,8 @@ void run_import(const ImportArgs& a) {
             << ")\n";
 
   // Written beside --out and renamed when complete: a failed import leaves nothing behind.
-  const TraceManifest m = write_trace_atomic(composer, a.out, {a.chunk_records}, routing->notices);
+  ProgressStream counted(composer, "import");
+  const TraceManifest m = write_trace_atomic(counted, a.out, {a.chunk_records}, routing->notices);
   std::cout << "wrote " << a.out << "\n";
   print_manifest_summary(m, std::cout);
   if (!routing->notices.empty())
@@ -281,35 +324,49 @@ void add_trace_command(CLI::App& app) {
   trace->require_subcommand(1);
 
   auto synth_args = std::make_shared<SynthArgs>();
-  CLI::App* synth = trace->add_subcommand("synth", "write a seeded synthetic trace (ALGORITHMS.md 2.9)");
+  CLI::App* synth = trace->add_subcommand("synth", "write a seeded synthetic trace (docs/ALGORITHMS.md 2.9)");
   SynthConfig& c = synth_args->config;
   synth->add_option("--out", synth_args->out, "new trace directory (must not exist)")->required();
   synth->add_option("--kind", synth_args->kind, "zipf (stationary), drift (gradual), switch (abrupt)")
       ->capture_default_str();
-  synth->add_option("--ranks", c.num_ranks, "N source ranks")->capture_default_str();
-  synth->add_option("--experts", c.num_experts, "L logical experts (multiple of N)")->capture_default_str();
-  synth->add_option("--top-k", c.top_k, "experts per token")->capture_default_str();
+  synth->add_option("--ranks", c.num_ranks, "N source ranks")
+      ->capture_default_str()
+      ->check(CLI::Range(1, kMaxRanks));
+  synth->add_option("--experts", c.num_experts, "L logical experts (multiple of N)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, kMaxExperts));
+  synth->add_option("--top-k", c.top_k, "experts per token")
+      ->capture_default_str()
+      ->check(CLI::Range(1, kMaxTopK));
   synth->add_option("--tokens-per-rank", c.tokens_per_rank, "T tokens per rank per microbatch")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, kMaxTokensPerRank));
   synth->add_option("--layers", synth_args->num_layers, "number of layers (ids 0..n-1)")
-      ->capture_default_str();
-  synth->add_option("--microbatches", c.num_microbatches, "microbatches")->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  synth->add_option("--microbatches", c.num_microbatches, "microbatches")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, kMaxMicrobatches));
   synth->add_option("--imbalance", c.imbalance, "target expected rank imbalance rho >= 1")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, kMaxImbalance));
   synth->add_option("--seed", c.seed, "seed")->capture_default_str();
   synth
       ->add_option("--drift-every", c.drift_every,
                    "drift: microbatches per one-expert step (weights blend in between)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 30));
   synth->add_option("--switch-every", c.switch_every, "switch: microbatches per placement")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 30));
   synth->add_flag("--variable-tokens", c.variable_tokens,
                   "token counts round(g*T), g ~ N(0.5, 0.35) in [0, 1]");
   synth->add_flag("--layer-variation", c.layer_variation,
                   "a different seeded hot-expert placement per layer");
   synth->add_option("--model", c.model, "model name for the manifest");
   synth->add_option("--chunk-records", synth_args->chunk_records, "records per chunk file")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   synth->callback([synth_args] { run_synth(*synth_args); });
 
   auto import_args = std::make_shared<ImportArgs>();
@@ -317,13 +374,19 @@ void add_trace_command(CLI::App& app) {
       trace->add_subcommand("import", "compose recorded per-token routing into a canonical trace");
   imp->add_option("--from", import_args->from, std::string("input format: esft, ") + import_format_names())
       ->required();
-  imp->add_option("inputs", import_args->inputs,
-                  "ESFT task directories, or the recording's directory / files (README, Importing "
-                  "production traces)")
+  imp->add_option(
+         "inputs", import_args->inputs,
+         "esft: task directories; trtllm: the EXPERT_STATISTIC_PATH directory; sglang: the recorder's "
+         ".pt/.csv files or directory, saved /generate responses (.jsonl) or {\"logical_count\"} JSON; "
+         "vllm: saved responses (.jsonl/.json) or expert_load_view.pt; ultraep: {id}.manifest.json or its "
+         "directory; jsonl: .jsonl files; loads: one [layers, experts] matrix (.npy, .json, .pt) "
+         "(README, Importing production traces)")
       ->required();
-  imp->add_option("--ranks", import_args->num_ranks, "N source ranks (EP size; ESFT: required)");
+  imp->add_option("--ranks", import_args->num_ranks, "N source ranks (EP size; ESFT: required)")
+      ->check(CLI::Range(1, kMaxRanks));
   imp->add_option("--tokens-per-rank", import_args->tokens_per_rank,
-                  "T tokens per rank per microbatch (ESFT: required; else default derived)");
+                  "T tokens per rank per microbatch (ESFT: required; else default derived)")
+      ->check(CLI::Range(int64_t{1}, kMaxTokensPerRank));
   imp->add_option("--policy", import_args->policy,
                   "pack (Megatron-like packing) or whole (unsplit sequences)")
       ->capture_default_str();
@@ -331,14 +394,24 @@ void add_trace_command(CLI::App& app) {
   imp->add_option("--layers", import_args->layers, "MoE layers to import, e.g. 1-26 or 1,5,9 (default all)");
   imp->add_option("--out", import_args->out, "new trace directory (must not exist)")->required();
   imp->add_option("--chunk-records", import_args->chunk_records, "records per chunk file")
-      ->capture_default_str();
-  imp->add_option("--top-k", import_args->top_k, "experts per token, for formats that do not record it");
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  imp->add_option("--top-k", import_args->top_k, "experts per token, for formats that do not record it")
+      ->check(CLI::Range(1, kMaxTopK));
   imp->add_option("--experts", import_args->num_experts,
-                  "logical experts, for formats that do not record it (default: largest id + 1)");
+                  "logical experts, for formats that do not record it (default: largest id + 1)")
+      ->check(CLI::Range(1, kMaxExperts));
   imp->add_option("--replication", import_args->replication,
                   "R-fold replication under TP attention: groups of R ranks hold the same tokens")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, kMaxRanks));
   imp->add_option("--model", import_args->model, "model name for the manifest");
+  imp->add_option("--dump", import_args->dump, "sglang: the dump id ({time} of the file names) to import");
+  imp->add_flag("--merge-dumps", import_args->merge_dumps,
+                "sglang: merge every dump by (forward pass, rank), as SGLang's reader does");
+  imp->add_option(
+      "--placement", import_args->placement,
+      "trtllm: the EP load balancer's placement (moe_load_balancer.yaml) mapping slot ids to experts");
   imp->callback([import_args] { run_import(*import_args); });
 
   auto export_args = std::make_shared<std::vector<std::string>>(3);  // format, trace, out
@@ -356,8 +429,11 @@ void add_trace_command(CLI::App& app) {
   auto stat_args = std::make_shared<StatArgs>();
   CLI::App* stat = trace->add_subcommand("stat", "per-layer imbalance, hottest experts, predictability");
   stat->add_option("trace", stat_args->trace, "trace directory")->required();
-  stat->add_option("--ranks", stat_args->num_ranks, "EP size for the imbalance (default: the trace's N)");
-  stat->add_option("--hot", stat_args->hot, "hottest experts to list and compare")->capture_default_str();
+  stat->add_option("--ranks", stat_args->num_ranks, "EP size for the imbalance (default: the trace's N)")
+      ->check(CLI::Range(1, kMaxRanks));
+  stat->add_option("--hot", stat_args->hot, "hottest experts to list and compare")
+      ->capture_default_str()
+      ->check(CLI::Range(0, kMaxExperts));
   stat->add_flag("--json", stat_args->json, "machine-readable output");
   stat->callback([stat_args] { run_stat(*stat_args); });
 }

@@ -2,7 +2,7 @@
 # Runs the libFuzzer harnesses of fuzz/ (one per parser) under ASan + UBSan.
 #   bash tools/fuzz.sh [SECONDS] [HARNESS...]    # default: 60 s each, every harness, one after the other
 #   bash tools/fuzz.sh 600 zip pt                # ten minutes each for two of them
-# Harnesses: npy trace esft jsonl vllm sglang trtllm pickle pt zip ultraep model topology calibration.
+# Harnesses: npy trace esft jsonl vllm sglang trtllm pickle pt zip ultraep model topology calibration config.
 # Builds them in build-asan/ (tools/asan_build.sh). Seeds: fuzz/seeds/<name>,
 # the import fixtures and tests/fixtures/hostile/<name>-*; new coverage goes to $RACKEP_FUZZ_WORK/corpus/<name>
 # (default build-asan/fuzz-work), crashes to $RACKEP_FUZZ_WORK/artifacts/<name>/. Exits non-zero on any
@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 seconds="${1:-60}"
 shift || true
-all=(npy trace esft jsonl vllm sglang trtllm pickle pt zip ultraep model topology calibration)
+all=(npy trace esft jsonl vllm sglang trtllm pickle pt zip ultraep model topology calibration config)
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=("${all[@]}")
 build="${RACKEP_ASAN_BUILD:-build-asan}"

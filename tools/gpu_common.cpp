@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "core/error.hpp"
+
 #include "rackep/config.hpp"
 #include "sim/config_io.hpp"
 #include "sim/model_config.hpp"
@@ -10,10 +12,9 @@ namespace rackep::tools {
 
 void require_cuda_build(const std::string& command) {
   if (RACKEP_HAVE_CUDA == 0)
-    throw std::runtime_error(
-        command +
-        ": rackep was built without the CUDA backend (kernels/); reconfigure with "
-        "-DRACKEP_ENABLE_CUDA=ON on a machine with nvcc (CUDA 13, NCCL, cuBLAS) and rebuild");
+    throw RuntimeError(command +
+                       ": rackep was built without the CUDA backend (kernels/); reconfigure with "
+                       "-DRACKEP_ENABLE_CUDA=ON on a machine with nvcc (CUDA 13, NCCL, cuBLAS) and rebuild");
 }
 
 MoeShape read_moe_shape(const std::string& name_or_path) {

@@ -8,7 +8,7 @@
 
 namespace rackep::tools {
 
-/// Throws std::runtime_error("<command>: rackep was built without the CUDA backend ...") when
+/// Throws RuntimeError("<command>: rackep was built without the CUDA backend ...", exit code 1) when
 /// RACKEP_HAVE_CUDA is 0.
 void require_cuda_build(const std::string& command);
 

@@ -42,6 +42,13 @@ ids so that imbalance is visible. How each file mirrors its recorder:
             --enable-return-routed-experts, one response per line (responses.jsonl): prompt_routed_experts
             [prompt_len][3 MoE layers][2] and choices[].routed_experts [gen_len][3][2]; MoE-local layer ids
             (the model's layers 1..3); the last request asked for n=2 choices.
+Newer and older files users have (each function's docstring says how the engine writes them):
+  trtllm_partial/, trtllm_eplb/ (+ moe_load_balancer.yaml), trtllm_raw/   write_trtllm_variants
+  jsonl/no_origin.jsonl                                                     write_jsonl_no_origin
+  vllm/capture.jsonl, sglang/responses.jsonl                                write_vllm_capture
+  ultraep_ooo/                                                              write_ultraep_out_of_order
+  sglang/per_token_old/, two_dumps/, legacy/, init_location.json            write_sglang_variants
+  loads/eplb_weight.npy, loads/expert_load_view.pt                          write_loads
 """
 import argparse
 import json
@@ -85,13 +92,14 @@ def bincount(tokens):
     return counts
 
 
-def safetensors_bytes(tensors):
-    """tensors: list of (key, list of ints) written as I64 [len]."""
+def safetensors_bytes(tensors, dtype="I64", shapes=None):
+    """tensors: list of (key, list of ints) written as dtype (I64 or I32) [len] (or shapes[key])."""
     header = {"__metadata__": {"format": "pt"}}
     data = b""
     for key, values in tensors:
-        blob = struct.pack("<%dq" % len(values), *values)
-        header[key] = {"dtype": "I64", "shape": [len(values)], "data_offsets": [len(data), len(data) + len(blob)]}
+        blob = struct.pack(("<%dq" if dtype == "I64" else "<%di") % len(values), *values)
+        shape = shapes[key] if shapes else [len(values)]
+        header[key] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(blob)]}
         data += blob
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * ((8 - len(text) % 8) % 8)
@@ -240,23 +248,28 @@ def write_torch_save(path, obj_builder):
     class IntStorage:
         pass
 
-    IntStorage.__module__ = "torch"
-    IntStorage.__qualname__ = "IntStorage"
-    torch.IntStorage = IntStorage
+    class LongStorage:
+        pass
+
+    for cls in (IntStorage, LongStorage):
+        cls.__module__ = "torch"
+        cls.__qualname__ = cls.__name__
+        setattr(torch, cls.__name__, cls)
     saved = {k: sys.modules.get(k) for k in ("torch", "torch._utils")}
     sys.modules["torch"], sys.modules["torch._utils"] = torch, utils
 
     storages = []
 
     class Storage:
-        def __init__(self, values):
+        def __init__(self, values, long):
             self.key = str(len(storages))
             self.values = values
+            self.long = long
             storages.append(self)
 
     class Tensor:
-        def __init__(self, values, shape):
-            self.storage = Storage(values)
+        def __init__(self, values, shape, long=False):
+            self.storage = Storage(values, long)
             self.shape = shape
 
         def __reduce_ex__(self, protocol):
@@ -270,7 +283,7 @@ def write_torch_save(path, obj_builder):
     class Pickler(pickle.Pickler):
         def persistent_id(self, obj):
             if isinstance(obj, Storage):
-                return ("storage", IntStorage, obj.key, "cpu", len(obj.values))
+                return ("storage", LongStorage if obj.long else IntStorage, obj.key, "cpu", len(obj.values))
             return None
 
     try:
@@ -288,7 +301,8 @@ def write_torch_save(path, obj_builder):
         zf.writestr(zip_info(stem + "/data.pkl"), buf.getvalue())
         zf.writestr(zip_info(stem + "/byteorder"), "little")
         for st in storages:
-            zf.writestr(zip_info(stem + "/data/" + st.key), struct.pack("<%di" % len(st.values), *st.values))
+            fmt = "<%dq" if st.long else "<%di"
+            zf.writestr(zip_info(stem + "/data/" + st.key), struct.pack(fmt % len(st.values), *st.values))
         zf.writestr(zip_info(stem + "/version"), "3\n")
 
 
@@ -371,6 +385,279 @@ def write_vllm(out):
         f.write("\n".join(lines) + "\n")
 
 
+def write_trtllm_variants(out):
+    """trtllm_partial/: the recording stopped mid-flush (iterations 10..12 on ranks 0-1, 10..11 on ranks 2-3).
+    trtllm_eplb/: a run with the EP load balancer (MoeLoadBalancerConfig num_slots=20, static placement,
+    layer_updates_per_iter=0): the statistic counts SLOT ids, so meta_info.json says 20 and every tensor is
+    [20]; moe_load_balancer.yaml as yaml.safe_dump writes it (block lists), slots 16..19 replicate experts 0..3.
+    trtllm_raw/: rank{r}_raw.safetensors, I32 [tokens, 2] token_selected_experts per "{iter}_{layer}" (the
+    raw dump that tensorrt_llm's utils.load_raw_expert_statistic reads), no counts files."""
+    ranks, iters = 4, range(10, 13)
+    # partial
+    d = os.path.join(out, "trtllm_partial")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "meta_info.json"), "w") as f:
+        json.dump({"num_experts": NUM_EXPERTS, "num_experts_per_token": TOP_K}, f)
+    for r in range(ranks):
+        rng = Lcg(3000 + r)
+        tensors = []
+        for it in iters:
+            if r >= 2 and it == 12:
+                continue
+            num_tokens = 20 + rng.next(21)
+            for layer in MOE_LAYERS:
+                tensors.append(("%d_%d" % (it, layer), bincount(route_tokens(rng, num_tokens))))
+        with open(os.path.join(d, "rank%d.safetensors" % r), "wb") as f:
+            f.write(safetensors_bytes(tensors))
+    # eplb slots
+    d = os.path.join(out, "trtllm_eplb")
+    os.makedirs(d, exist_ok=True)
+    slots = NUM_EXPERTS + 4
+    assignment = list(range(NUM_EXPERTS)) + [0, 1, 2, 3]
+    with open(os.path.join(d, "meta_info.json"), "w") as f:
+        json.dump({"num_experts": slots, "num_experts_per_token": TOP_K}, f)
+    with open(os.path.join(d, "moe_load_balancer.yaml"), "w") as f:
+        f.write("initial_global_assignments:\n")
+        for layer in MOE_LAYERS:
+            f.write("  %d:\n" % layer)
+            for e in assignment:
+                f.write("  - %d\n" % e)
+        f.write("layer_updates_per_iter: 0\nnum_slots: %d\n" % slots)
+    for r in range(2):
+        rng = Lcg(4000 + r)
+        tensors = []
+        for it in iters:
+            for layer in MOE_LAYERS:
+                counts = [0] * slots
+                for tok in route_tokens(rng, 24):
+                    for e in tok:  # a replicated expert's tokens alternate between its two slots
+                        counts[e + NUM_EXPERTS if e < 4 and rng.next(2) else e] += 1
+                tensors.append(("%d_%d" % (it, layer), counts))
+        with open(os.path.join(d, "rank%d.safetensors" % r), "wb") as f:
+            f.write(safetensors_bytes(tensors))
+    # raw
+    d = os.path.join(out, "trtllm_raw")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "meta_info.json"), "w") as f:
+        json.dump({"num_experts": NUM_EXPERTS, "num_experts_per_token": TOP_K}, f)
+    for r in range(2):
+        rng = Lcg(5000 + r)
+        tensors, shapes = [], {}
+        for it in iters:
+            num_tokens = 10 + rng.next(11)
+            for layer in MOE_LAYERS:
+                key = "%d_%d" % (it, layer)
+                tensors.append((key, sum(route_tokens(rng, num_tokens), [])))
+                shapes[key] = [num_tokens, TOP_K]
+        with open(os.path.join(d, "rank%d_raw.safetensors" % r), "wb") as f:
+            f.write(safetensors_bytes(tensors, "I32", shapes))
+
+
+def write_jsonl_no_origin(out):
+    """jsonl/no_origin.jsonl: per-token JSONL from a router hook that knows no ranks (no origin_rows), one
+    object per (layer, batch) of 3 batches; layer 0 is dense and written as the hook's zero-filled [0, 0]
+    rows (all-zero capture rows)."""
+    d = os.path.join(out, "jsonl")
+    rng = Lcg(88)
+    lines = []
+    for batch in range(3):
+        n = 10 + 3 * batch
+        for layer in [0] + MOE_LAYERS:
+            experts = [[0, 0] for _ in range(n)] if layer == 0 else route_tokens(rng, n)
+            lines.append(json.dumps({"layer": layer, "batch_id": batch, "topk_experts": experts},
+                                    separators=(",", ":")))
+    with open(os.path.join(d, "no_origin.jsonl"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def capture_rows(rng, num_tokens, num_hidden_layers=4):
+    """A capture buffer's rows [tokens][num_hidden_layers][k] as vLLM's and SGLang's capturers fill them:
+    int32 zero-initialised, so dense layer 0 stays [0, 0]."""
+    rows = []
+    for _ in range(num_tokens):
+        rows.append([[0] * TOP_K] + [route_tokens(rng, 1)[0] for _ in MOE_LAYERS])
+    return rows
+
+
+def flat(rows):
+    return [e for tok in rows for layer in tok for e in layer]
+
+
+def write_vllm_capture(out):
+    """vllm/capture.jsonl: responses of a current vLLM (--enable-return-routed-experts, routed experts replay):
+    choices[i].routed_experts is base64 of np.save(int32 [prompt + generated, num_hidden_layers=4, 2]) with
+    the prompt rows included (the capturer's shared-memory rows of the request's token slots); the last
+    response uses the {"encoding": "base64", "dtype", "shape", "data"} envelope of raw bytes and n=2 choices
+    (choice 1 repeats the prompt rows). Layer 0 is dense: all-zero rows.
+    sglang/responses.jsonl: SGLang /generate responses with "return_routed_experts": true: meta_info
+    .routed_experts = base64 of raw int32 [prompt_tokens + completion_tokens - 1, 4, 2] (the last token is not
+    forwarded), as extract_routed_experts_from_meta_info decodes it."""
+    import base64
+    rng = Lcg(31337)
+    lines = []
+    for i in range(4):
+        prompt, gen = 8 + rng.next(9), 4 + rng.next(5)
+        usage = {"prompt_tokens": prompt, "completion_tokens": gen}
+        if i < 3:
+            rows = capture_rows(rng, prompt + gen)
+            payload = npy_bytes("<i4", (prompt + gen, 4, TOP_K), struct.pack("<%di" % len(flat(rows)), *flat(rows)))
+            choices = [{"index": 0, "text": "...", "routed_experts": base64.b64encode(payload).decode()}]
+        else:
+            prompt_rows = capture_rows(rng, prompt)
+            choices = []
+            for c in range(2):
+                rows = prompt_rows + capture_rows(rng, gen)
+                raw = struct.pack("<%di" % len(flat(rows)), *flat(rows))
+                choices.append({"index": c, "text": "...", "routed_experts": {
+                    "encoding": "base64", "dtype": "int32", "shape": [prompt + gen, 4, TOP_K],
+                    "data": base64.b64encode(raw).decode()}})
+            usage["completion_tokens"] = 2 * gen
+        lines.append(json.dumps({"id": "cmpl-%d" % i, "object": "text_completion", "choices": choices,
+                                 "usage": usage}, separators=(",", ":")))
+    with open(os.path.join(out, "vllm", "capture.jsonl"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    lines = []
+    for i in range(3):
+        prompt, gen = 6 + rng.next(7), 3 + rng.next(4)
+        rows = capture_rows(rng, prompt + gen - 1)
+        raw = struct.pack("<%di" % len(flat(rows)), *flat(rows))
+        lines.append(json.dumps({"text": "...", "meta_info": {
+            "id": "req-%d" % i, "prompt_tokens": prompt, "completion_tokens": gen,
+            "routed_experts": base64.b64encode(raw).decode()}}, separators=(",", ":")))
+    with open(os.path.join(out, "sglang", "responses.jsonl"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def write_ultraep_out_of_order(out):
+    """ultraep_ooo/: the profiler under an interleaved pipeline schedule: records reach the writer in the
+    order their device copies complete, so microbatches interleave within a chunk and one record, (layer 3,
+    microbatch 1), completes late and lands in the next chunk after the flush. 3 microbatches x layers 1..3,
+    chunks of 5 (flush_interval 5)."""
+    d = os.path.join(out, "ultraep_ooo")
+    os.makedirs(d, exist_ok=True)
+    ep, masters, phys = 4, 4, 5
+    trace_id = "epg7f00bb_gr0_r0_1700000000000"
+    manifest = {"ep_group_id": "7f00bb", "ep_rank": 0, "ep_size": ep, "num_layers": 4, "max_microbatches": 2,
+                "num_local_master_experts": masters, "num_local_redundant_experts": phys - masters,
+                "num_local_physical_experts": phys, "num_global_logical_experts": masters * ep,
+                "num_global_physical_experts": phys * ep, "nvl_domain_size": ep, "placement_mode": "quota",
+                "trace_id": trace_id, "schema": "ultra_ep_trace_v1", "created_unix": 1700000000.0,
+                "writer_group_rank": 0, "max_pending_records": 16, "record_interval": 1, "flush_interval": 5,
+                "chunks": 2, "dropped_records": 0}
+    rng = Lcg(777)
+    order = [(1, 0), (2, 0), (1, 1), (3, 0), (2, 1),   # chunk 0: microbatches interleaved
+             (1, 2), (3, 1), (2, 2), (3, 2)]            # chunk 1: (3, 1) completed late, after the flush
+    # (layer, microbatch) in completion order
+    records = []
+    for layer, mb in order:
+        pre = [0] * NUM_EXPERTS
+        for e, c in enumerate(bincount(route_tokens(rng, 64))):
+            pre[e] += c
+        post = []
+        for r in range(ep):
+            post += pre[r * masters:(r + 1) * masters] + [0]
+        records.append((layer, mb, pre, post))
+    for c in range(2):
+        part = records[5 * c:5 * c + 5]
+        n = len(part)
+        meta_text = json.dumps(dict(manifest, chunk_id=c, records=n))
+        arrays = [
+            ("metadata", npy_bytes("<U%d" % len(meta_text), (), meta_text.encode("utf-32-le"))),
+            ("layers", npy_bytes("<i4", (n,), struct.pack("<%di" % n, *[p[0] for p in part]))),
+            ("virtual_layers", npy_bytes("<i4", (n,), struct.pack("<%di" % n, *[p[0] * 2 + p[1] % 2 for p in part]))),
+            ("microbatches", npy_bytes("<i8", (n,), struct.pack("<%dq" % n, *[p[1] for p in part]))),
+            ("pre_logical_loads", npy_bytes("<i4", (n, NUM_EXPERTS), struct.pack("<%di" % (n * NUM_EXPERTS), *sum([p[2] for p in part], [])))),
+            ("post_physical_loads", npy_bytes("<i4", (n, phys * ep), struct.pack("<%di" % (n * phys * ep), *sum([p[3] for p in part], [])))),
+        ]
+        write_npz(os.path.join(d, "%s.chunk%06d.npz" % (trace_id, c)), arrays)
+    with open(os.path.join(d, trace_id + ".manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+
+
+def write_sglang_variants(out):
+    """sglang/per_token_old/: --expert-distribution-recorder-mode per_token of SGLang versions that wrote no
+    global_physical_count: each record holds topk_ids_of_layer int32 [layers=4, tokens, 8] (physical ids, k
+    padded to 8 with -1; dense layer 0 all -1), input_ids, positions; 2 ranks, 2 forward passes.
+    sglang/two_dumps/: two per_pass dumps in one directory (dump ids 1700000000 and 1700000500), passes 0..1
+    and 2..3, 2 ranks each (SGLang's reader merges every .pt of a directory by (forward pass, rank)).
+    sglang/legacy/expert_distribution_recorder_1600000000.pt: torch.save(..., _use_new_zipfile_serialization=
+    False), the pre-1.6 format: consecutive pickles (magic number, protocol version, sys info, the object).
+    sglang/init_location.json: the {"logical_count": [layers][experts]} JSON of --init-expert-location."""
+    import pickle
+    d = os.path.join(out, "sglang")
+    layers, phys = 4, 20
+    p2l = [list(range(NUM_EXPERTS)) + [0, 1, 2, 3] for _ in range(layers)]
+    rng = Lcg(1234)
+    sub = os.path.join(d, "per_token_old")
+    os.makedirs(sub, exist_ok=True)
+    for r in range(2):
+        recs = []
+        for fp in range(2):
+            n = 6 + 2 * r + fp
+            ids = []
+            for layer in range(layers):
+                for tok in (route_tokens(rng, n) if layer > 0 else [[] for _ in range(n)]):
+                    row = [e + 16 if e < 4 and rng.next(2) else e for e in tok]
+                    ids += row + [-1] * (8 - len(row))
+            recs.append((fp, n, ids))
+
+        def build(Tensor, recs=recs, r=r):
+            return {"records": [{"forward_pass_id": fp, "rank": r, "gatherer_key": "primary",
+                                 "input_ids": Tensor(list(range(n)), [n]),
+                                 "positions": Tensor(list(range(n)), [n]),
+                                 "topk_ids_of_layer": Tensor(ids, [layers, n, 8])} for fp, n, ids in recs],
+                    "last_physical_to_logical_map": Tensor(sum(p2l, []), [layers, phys])}
+        write_torch_save(os.path.join(sub, "expert_distribution_recorder_1700000000_%d.pt" % r), build)
+    sub = os.path.join(d, "two_dumps")
+    os.makedirs(sub, exist_ok=True)
+    for dump, first in ((1700000000, 0), (1700000500, 2)):
+        for r in range(2):
+            def build(Tensor, r=r, first=first):
+                recs = []
+                for fp in range(first, first + 2):
+                    counts = []
+                    for layer in range(layers):
+                        row = [0] * phys
+                        if layer > 0:
+                            for e in bincount_ids(route_tokens(rng, 12)):
+                                row[e] += 1
+                        counts += row
+                    recs.append({"forward_pass_id": fp, "rank": r, "gatherer_key": "primary",
+                                 "global_physical_count": Tensor(counts, [layers, phys])})
+                return {"records": recs, "last_physical_to_logical_map": Tensor(sum(p2l, []), [layers, phys])}
+            write_torch_save(os.path.join(sub, "expert_distribution_recorder_%d_%d.pt" % (dump, r)), build)
+    sub = os.path.join(d, "legacy")
+    os.makedirs(sub, exist_ok=True)
+    with open(os.path.join(sub, "expert_distribution_recorder_1600000000.pt"), "wb") as f:
+        for obj in (0x1950a86a20f9469cfc6c, 1001, {"protocol_version": 1001, "little_endian": True,
+                                                  "type_sizes": {"short": 2, "int": 4, "long": 4}},
+                    {"rank": 0, "logical_count": None}, []):
+            pickle.dump(obj, f, protocol=2)
+    counts = [[0] * NUM_EXPERTS] + [bincount(route_tokens(rng, 40)) for _ in MOE_LAYERS]
+    with open(os.path.join(d, "init_location.json"), "w") as f:
+        json.dump({"logical_count": counts}, f)
+
+
+def bincount_ids(tokens):
+    return [e for tok in tokens for e in tok]
+
+
+def write_loads(out):
+    """loads/: global per-layer loads as the balancers take them. eplb_weight.npy: DeepSeek EPLB's `weight`
+    [layers=4, 16] saved with np.save (int64; dense layer 0 all zero). expert_load_view.pt: vLLM/vllm-ascend's
+    torch.save of the int64 tensor [MoE layers=3, 16] (examples/eplb)."""
+    d = os.path.join(out, "loads")
+    os.makedirs(d, exist_ok=True)
+    rng = Lcg(4711)
+    weight = [[0] * NUM_EXPERTS] + [bincount(route_tokens(rng, 50)) for _ in MOE_LAYERS]
+    flat_w = [x for row in weight for x in row]
+    with open(os.path.join(d, "eplb_weight.npy"), "wb") as f:
+        f.write(npy_bytes("<i8", (4, NUM_EXPERTS), struct.pack("<%dq" % len(flat_w), *flat_w)))
+    view = [bincount(route_tokens(rng, 30)) for _ in MOE_LAYERS]
+    write_torch_save(os.path.join(d, "expert_load_view.pt"),
+                     lambda Tensor: Tensor([x for row in view for x in row], [3, NUM_EXPERTS], long=True))
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -381,6 +668,12 @@ def main():
     write_ultraep(args.out)
     write_sglang(args.out)
     write_vllm(args.out)
+    write_trtllm_variants(args.out)
+    write_jsonl_no_origin(args.out)
+    write_vllm_capture(args.out)
+    write_ultraep_out_of_order(args.out)
+    write_sglang_variants(args.out)
+    write_loads(args.out)
 
 
 if __name__ == "__main__":

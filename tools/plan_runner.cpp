@@ -1,14 +1,12 @@
 #include "tools/plan_runner.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
-#include "core/legality.hpp"
 #include "core/metrics.hpp"
 
 namespace rackep::tools {
@@ -40,6 +38,12 @@ struct Samples {
 
 int64_t busiest(const TransferPlan& t) {
   return std::max(t.max_egress_bytes(), t.max_ingress_bytes());
+}
+
+std::string refused_line(const BalancerReport& b) {
+  char line[64];
+  std::snprintf(line, sizeof line, "%-15s ", b.name.c_str());
+  return line + std::string("refused: ") + b.refused + "\n";
 }
 
 nlohmann::json dist_json(const Distribution& d) {
@@ -74,18 +78,36 @@ PlanReport run_plans(RecordStream& in, const PlanRunConfig& config) {
                      "the trace has " + std::to_string(manifest.num_ranks) +
                          " source ranks; replaying it at EP " + std::to_string(shape.num_ranks) +
                          " needs a trace recorded at a multiple of that EP size");
-  std::vector<std::unique_ptr<Balancer>> balancers;
-  for (const auto& name : config.balancers) balancers.push_back(make_balancer(name, shape, config.options));
-  std::vector<Samples> samples(balancers.size());
-  // Persistent placements (eplb, lplb) move weights only when a layer's plan changes: keep each layer's last.
-  std::vector<std::map<int, Plan>> resident(balancers.size());
-  WeightSyncOptions direct = config.weight_sync;
-  direct.mode = WeightSyncMode::kDirect;
+  // One StepDriver per balancer (core/step_driver.hpp): plan, legality, resident replicas, weight_sync.
+  // A balancer that refuses the shape becomes a row saying why; the others run.
+  std::vector<std::unique_ptr<StepDriver>> drivers;
+  std::vector<std::string> refused;
+  for (const auto& name : config.balancers) {
+    StepDriverConfig dc;
+    dc.shape = shape;
+    dc.balancer = name;
+    dc.options = config.options;
+    dc.expert = config.expert;
+    dc.weight_sync = config.weight_sync;
+    dc.training = false;
+    dc.check_legality = config.check_legality;
+    try {
+      drivers.push_back(std::make_unique<StepDriver>(dc));
+      refused.emplace_back();
+    } catch (const InputError& e) {
+      drivers.push_back(nullptr);
+      refused.push_back(e.what());
+    }
+  }
+  std::vector<Samples> samples(drivers.size());
 
   PlanReport report;
   report.manifest = manifest;
   report.shape = shape;
   report.expert = config.expert;
+  report.model = config.model;
+  report.model_source = config.model_source;
+  report.config = config.config;
   TraceRecord record;
   LoadMatrix merged;
   while ((config.max_records == 0 || report.records < config.max_records) && in.next(record)) {
@@ -95,16 +117,10 @@ PlanReport run_plans(RecordStream& in, const PlanRunConfig& config) {
       loads = &merged;
     }
     const double tokens = static_cast<double>(std::max<int64_t>(loads->total(), 1));
-    for (size_t b = 0; b < balancers.size(); ++b) {
-      const auto t0 = std::chrono::steady_clock::now();
-      PlanResult r = balancers[b]->plan(*loads, {record.layer, record.microbatch});
-      const auto t1 = std::chrono::steady_clock::now();
-      if (config.check_legality) {
-        const std::vector<std::string> bad = check_plan(r.plan, &r.routed, &r.alloc);
-        RACKEP_CHECK(bad.empty(), balancers[b]->name() + " produced an illegal plan: " +
-                                      (bad.empty() ? std::string() : bad.front()));
-      }
-      const PlanMetrics m = measure_plan(*loads, r);
+    for (size_t b = 0; b < drivers.size(); ++b) {
+      if (!drivers[b]) continue;
+      const StepRecord& step = drivers[b]->step(*loads, record.layer, record.microbatch);
+      const PlanMetrics& m = step.metrics;
       Samples& s = samples[b];
       s.before.push_back(m.imbalance_before);
       s.after.push_back(m.imbalance_after);
@@ -113,27 +129,20 @@ PlanReport run_plans(RecordStream& in, const PlanRunConfig& config) {
       s.slots.push_back(static_cast<double>(m.used_redundant_slots));
       s.remote.push_back(static_cast<double>(m.remote_tokens) / tokens);
       s.max_instances = std::max(s.max_instances, m.max_instances);
-      s.us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-      if (balancers[b]->persistent_replicas() || !r.plan.masters_fixed) {
-        auto it = resident[b].find(record.layer);
-        const Plan initial = Plan::masters_only(shape, {});
-        const TransferPlan t = plan_persistent_weight_sync(it == resident[b].end() ? initial : it->second,
-                                                           r.plan, config.expert);
-        s.ws_direct.push_back(static_cast<double>(busiest(t)));
-        s.ws_relay.push_back(static_cast<double>(busiest(t)));
-        resident[b][record.layer] = std::move(r.plan);
-      } else {
-        s.ws_direct.push_back(static_cast<double>(busiest(plan_weight_sync(r.plan, config.expert, direct))));
-        s.ws_relay.push_back(
-            static_cast<double>(busiest(plan_weight_sync(r.plan, config.expert, config.weight_sync))));
-      }
+      s.us.push_back(1e6 * step.planner_s);
+      s.ws_direct.push_back(
+          static_cast<double>(busiest(drivers[b]->weight_sync_in_mode(WeightSyncMode::kDirect))));
+      s.ws_relay.push_back(static_cast<double>(step.weight_sync ? busiest(*step.weight_sync) : 0));
     }
+    report.record_layer.push_back(record.layer);
+    report.record_microbatch.push_back(record.microbatch);
     ++report.records;
   }
-  for (size_t b = 0; b < balancers.size(); ++b) {
+  for (size_t b = 0; b < drivers.size(); ++b) {
     Samples& s = samples[b];
     BalancerReport br;
-    br.name = balancers[b]->name();
+    br.name = drivers[b] ? drivers[b]->name() : config.balancers[b];
+    br.refused = refused[b];
     br.imbalance_before = Distribution::of(s.before);
     br.imbalance_after = Distribution::of(s.after);
     br.domain_lower_bound = Distribution::of(s.lb);
@@ -144,27 +153,35 @@ PlanReport run_plans(RecordStream& in, const PlanRunConfig& config) {
     br.ws_busiest_direct_bytes = Distribution::of(s.ws_direct);
     br.ws_busiest_relay_bytes = Distribution::of(s.ws_relay);
     br.planner_us = Distribution::of(s.us);
+    br.per_record_before = std::move(s.before);
+    br.per_record_after = std::move(s.after);
+    br.per_record_replicas = std::move(s.replicas);
     report.balancers.push_back(std::move(br));
   }
   return report;
 }
 
 void print_plan_report(const PlanReport& r, std::ostream& out, bool with_timing) {
-  char line[512];
+  char line[1024];
   const ClusterShape& sh = r.shape;
   std::snprintf(
       line, sizeof line,
       "trace: %s | %lld records | EP %d (N), %d experts (L), %d masters + %d redundant slots per rank, "
-      "NVLink domain %d | expert %lldx%lld, B_w %.1f MiB\n",
+      "NVLink domain %d | expert %lldx%lld of %s (%s), B_w %.1f MiB\n",
       r.manifest.model.c_str(), static_cast<long long>(r.records), sh.num_ranks, sh.num_experts(),
       sh.num_masters, sh.num_redundant, sh.domain_size, static_cast<long long>(r.expert.hidden),
-      static_cast<long long>(r.expert.ffn), static_cast<double>(r.expert.weight_bytes()) / (1 << 20));
+      static_cast<long long>(r.expert.ffn), r.model.c_str(), r.model_source.c_str(),
+      static_cast<double>(r.expert.weight_bytes()) / (1 << 20));
   out << line << "\n";
   out << "Balance (imbalance = max/mean tokens per rank, over records)\n";
   std::snprintf(line, sizeof line, "%-15s %29s   %29s   %8s\n", "balancer", "before: mean   p50   p99   max",
                 "after: mean   p50   p99   max", "LB mean");
   out << line;
   for (const auto& b : r.balancers) {
+    if (!b.refused.empty()) {
+      out << refused_line(b);
+      continue;
+    }
     std::snprintf(line, sizeof line, "%-15s %12.3f %5.3f %5.3f %5.3f   %11.3f %5.3f %5.3f %5.3f   %8.3f\n",
                   b.name.c_str(), b.imbalance_before.mean, b.imbalance_before.p50, b.imbalance_before.p99,
                   b.imbalance_before.max, b.imbalance_after.mean, b.imbalance_after.p50,
@@ -176,6 +193,10 @@ void print_plan_report(const PlanReport& r, std::ostream& out, bool with_timing)
                 "slots", "remote", "ws direct", "ws relay", with_timing ? "   plan us p50    p99" : "");
   out << line;
   for (const auto& b : r.balancers) {
+    if (!b.refused.empty()) {
+      out << refused_line(b);
+      continue;
+    }
     char timing[64] = "";
     if (with_timing)
       std::snprintf(timing, sizeof timing, " %13.1f %6.1f", b.planner_us.p50, b.planner_us.p99);
@@ -187,7 +208,7 @@ void print_plan_report(const PlanReport& r, std::ostream& out, bool with_timing)
   }
 }
 
-void print_plan_report_json(const PlanReport& r, std::ostream& out, bool with_timing) {
+nlohmann::ordered_json plan_report_json(const PlanReport& r, bool with_timing, bool per_record) {
   nlohmann::ordered_json j;
   j["trace"] = {{"model", r.manifest.model}, {"records", r.records}, {"top_k", r.manifest.top_k}};
   j["shape"] = {{"ranks", r.shape.num_ranks},
@@ -195,12 +216,20 @@ void print_plan_report_json(const PlanReport& r, std::ostream& out, bool with_ti
                 {"masters_per_rank", r.shape.num_masters},
                 {"redundant_slots_per_rank", r.shape.num_redundant},
                 {"domain_size", r.shape.domain_size}};
-  j["expert"] = {
-      {"hidden", r.expert.hidden}, {"ffn", r.expert.ffn}, {"weight_bytes", r.expert.weight_bytes()}};
+  j["expert"] = {{"hidden", r.expert.hidden},
+                 {"ffn", r.expert.ffn},
+                 {"weight_bytes", r.expert.weight_bytes()},
+                 {"model", r.model},
+                 {"model_source", r.model_source}};
   nlohmann::ordered_json bs = nlohmann::ordered_json::array();
   for (const auto& b : r.balancers) {
     nlohmann::ordered_json o;
     o["name"] = b.name;
+    if (!b.refused.empty()) {
+      o["refused"] = b.refused;
+      bs.push_back(std::move(o));
+      continue;
+    }
     o["imbalance_before"] = dist_json(b.imbalance_before);
     o["imbalance_after"] = dist_json(b.imbalance_after);
     o["domain_lower_bound"] = dist_json(b.domain_lower_bound);
@@ -211,10 +240,20 @@ void print_plan_report_json(const PlanReport& r, std::ostream& out, bool with_ti
     o["weight_sync_busiest_rank_bytes_direct"] = dist_json(b.ws_busiest_direct_bytes);
     o["weight_sync_busiest_rank_bytes_relay"] = dist_json(b.ws_busiest_relay_bytes);
     if (with_timing) o["planner_us"] = dist_json(b.planner_us);
+    if (per_record)
+      o["per_record"] = {{"imbalance_before", b.per_record_before},
+                         {"imbalance_after", b.per_record_after},
+                         {"replicas", b.per_record_replicas}};
     bs.push_back(std::move(o));
   }
+  if (per_record) j["records"] = {{"layer", r.record_layer}, {"microbatch", r.record_microbatch}};
   j["balancers"] = std::move(bs);
-  out << j.dump(2) << "\n";
+  j["config"] = r.config;  // re-run with --config
+  return j;
+}
+
+void print_plan_report_json(const PlanReport& r, std::ostream& out, bool with_timing) {
+  out << plan_report_json(r, with_timing, false).dump(2) << "\n";
 }
 
 }  // namespace rackep::tools

@@ -8,6 +8,8 @@
 //   print_plan_report(report, std::cout);
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <map>
 #include <ostream>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "core/balancer.hpp"
+#include "core/step_driver.hpp"
 #include "core/transfer.hpp"
 #include "traces/trace_format.hpp"
 
@@ -25,10 +28,13 @@ struct PlanRunConfig {
   std::vector<std::string> balancers;
   BalancerOptions options;
   ExpertBytes expert;
+  std::string model;              ///< the model the expert sizes come from
+  std::string model_source;       ///< how it was chosen (--model, the trace's recorded model, default)
+  nlohmann::ordered_json config;  ///< the resolved experiment config, echoed into the JSON report
   WeightSyncOptions weight_sync;  ///< relay column uses this mode (adaptive by default)
   int merge_sources = 1;          ///< consecutive trace source ranks summed into one EP rank
   int64_t max_records = 0;        ///< 0 = all
-  bool check_legality = true;     ///< run the §2.8 checks on every plan (fails loudly on a violation)
+  bool check_legality = check_plans_by_default();  ///< §2.8 checks on every plan (StepDriver)
 };
 
 /// Summary statistics over records of one metric.
@@ -39,6 +45,7 @@ struct Distribution {
 
 struct BalancerReport {
   std::string name;
+  std::string refused;  ///< non-empty: the balancer refused the shape or options (why); no statistics
   Distribution imbalance_before;
   Distribution imbalance_after;
   Distribution domain_lower_bound;
@@ -49,13 +56,19 @@ struct BalancerReport {
   Distribution ws_busiest_direct_bytes;  ///< weight_sync bytes of the busiest rank, direct mode
   Distribution ws_busiest_relay_bytes;   ///< same, with the relay mode of PlanRunConfig::weight_sync
   Distribution planner_us;  ///< wall time of Balancer::plan per record (planning + per-source split)
+  /// Per record, in trace order (PlanReport::record_layer/record_microbatch): the --report heatmaps.
+  std::vector<double> per_record_before, per_record_after, per_record_replicas;
 };
 
 struct PlanReport {
   TraceManifest manifest;
   ClusterShape shape;
   ExpertBytes expert;
+  std::string model, model_source;
+  nlohmann::ordered_json config;
   int64_t records = 0;
+  std::vector<int> record_layer;           ///< per record: layer id
+  std::vector<int64_t> record_microbatch;  ///< per record: microbatch id
   std::vector<BalancerReport> balancers;
 };
 
@@ -65,7 +78,10 @@ PlanReport run_plans(RecordStream& in, const PlanRunConfig& config);
 
 /// Human-readable tables. `with_timing` false omits the wall-clock column (byte-identical output).
 void print_plan_report(const PlanReport& report, std::ostream& out, bool with_timing);
-/// Machine-readable JSON (one object, trailing newline).
+/// The machine-readable report: what --json prints and what --report draws. Per-record arrays ("records",
+/// balancers[].per_record) are included when `per_record` is true.
+nlohmann::ordered_json plan_report_json(const PlanReport& report, bool with_timing, bool per_record);
+/// plan_report_json(report, with_timing, false) printed (one object, trailing newline).
 void print_plan_report_json(const PlanReport& report, std::ostream& out, bool with_timing);
 
 }  // namespace rackep::tools

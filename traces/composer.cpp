@@ -18,6 +18,103 @@ ComposePolicy parse_compose_policy(const std::string& text, const std::string& s
   throw InputError(source, "--policy", "unknown policy '" + text + "' (pack, whole)");
 }
 
+void TokenRoutingBuilder::add(const int64_t* ids, int64_t tokens, const std::vector<int>& layer_ids, int k,
+                              const std::string& where, const std::string& field) {
+  if (layer_ids_.empty()) {
+    if (layer_ids.empty() || k <= 0) throw InputError(where, field, "no layers or no expert ids per token");
+    layer_ids_ = layer_ids;
+    top_k_ = k;
+    ids_.resize(layer_ids.size());
+    routed_.assign(layer_ids.size(), 0);
+    empty_rows_.assign(layer_ids.size(), 0);
+  }
+  if (layer_ids != layer_ids_)
+    throw InputError(where, field,
+                     std::to_string(layer_ids.size()) + " layers (" + describe_ids(layer_ids) +
+                         "), earlier " + std::to_string(layer_ids_.size()) + " (" + describe_ids(layer_ids_) +
+                         ")");
+  if (k != top_k_)
+    throw InputError(where, field,
+                     std::to_string(k) + " ids per token and layer, expected top-" + std::to_string(top_k_));
+  const int64_t limit = num_experts_ > 0 ? num_experts_ : kNoExpert;
+  const size_t num_layers = layer_ids.size();
+  for (size_t l = 0; l < num_layers; ++l) ids_[l].reserve(ids_[l].size() + static_cast<size_t>(tokens * k));
+  for (int64_t t = 0; t < tokens; ++t)
+    for (size_t l = 0; l < num_layers; ++l) {
+      const int64_t* row = ids + (t * static_cast<int64_t>(num_layers) + static_cast<int64_t>(l)) * k;
+      std::vector<uint16_t>& out = ids_[l];
+      int minus = 0, zeros = 0;
+      for (int i = 0; i < k; ++i) minus += row[i] == -1, zeros += row[i] == 0;
+      if (minus == k || (k >= 2 && zeros == k)) {  // no routing captured for this token and layer
+        ++empty_rows_[l];
+        out.insert(out.end(), static_cast<size_t>(k), kNoExpert);
+        continue;
+      }
+      for (int i = 0; i < k; ++i) {
+        const int64_t e = row[i];
+        if (e == -1) {
+          ++padding_;
+          out.push_back(kNoExpert);
+          continue;
+        }
+        if (e < 0 || e >= limit)
+          throw InputError(where, field,
+                           "token " + std::to_string(open_tokens_ + t) + ", layer " +
+                               std::to_string(layer_ids[l]) + ": " + std::to_string(e) +
+                               " is not an expert id in [0, " + std::to_string(limit) + ")");
+        for (int j = 0; j < i; ++j)
+          if (row[j] == e)
+            throw InputError(where, field,
+                             "token " + std::to_string(open_tokens_ + t) + ", layer " +
+                                 std::to_string(layer_ids[l]) + " selects expert " + std::to_string(e) +
+                                 " twice");
+        out.push_back(static_cast<uint16_t>(e));
+        ++routed_[l];
+        max_id_ = std::max(max_id_, static_cast<int>(e));
+      }
+    }
+  open_tokens_ += tokens;
+}
+
+void TokenRoutingBuilder::close_sequence() {
+  if (open_tokens_ == 0) return;
+  offsets_.push_back(offsets_.back() + open_tokens_);
+  open_tokens_ = 0;
+}
+
+TokenRouting TokenRoutingBuilder::finish(const std::vector<int>& model_layers, const std::string& source,
+                                         ImportReport& report) {
+  close_sequence();
+  if (offsets_.back() == 0 || max_id_ < 0)
+    throw InputError(source, "routed_experts", "no routed token in the input");
+  LayerFilter filter(model_layers);
+  for (size_t l = 0; l < layer_ids_.size(); ++l) filter.observe(layer_ids_[l], routed_[l]);
+  TokenRouting r;
+  r.layers = filter.kept(source);
+  r.top_k = top_k_;
+  r.num_experts = num_experts_ > 0 ? num_experts_ : max_id_ + 1;
+  if (r.top_k > r.num_experts)
+    throw InputError(source, "routed_experts",
+                     "top-" + std::to_string(r.top_k) + " but only " + std::to_string(r.num_experts) +
+                         " experts (give --experts)");
+  int64_t empty = 0;
+  for (int layer : r.layers) {
+    const size_t l =
+        static_cast<size_t>(std::find(layer_ids_.begin(), layer_ids_.end(), layer) - layer_ids_.begin());
+    r.expert_ids.push_back(std::move(ids_[l]));
+    empty += empty_rows_[l];
+  }
+  r.sequence_offsets = offsets_;
+  filter.describe(report);
+  if (empty > 0)
+    report.assumed.push_back(std::to_string(empty) +
+                             " (token, layer) rows of kept layers hold no routing (all -1 or all 0): counted "
+                             "for no expert");
+  if (padding_ > 0)
+    report.assumed.push_back(std::to_string(padding_) + " expert slots of -1 padding dropped");
+  return r;
+}
+
 TokenComposer::TokenComposer(std::shared_ptr<const TokenRouting> routing, ComposeConfig config)
     : routing_(std::move(routing)), config_(config) {
   RACKEP_CHECK(routing_ != nullptr, "TokenComposer without routing");
@@ -28,7 +125,7 @@ TokenComposer::TokenComposer(std::shared_ptr<const TokenRouting> routing, Compos
     const auto& ids = tr.expert_ids[j];
     RACKEP_CHECK(static_cast<int64_t>(ids.size()) == tr.num_tokens() * tr.top_k, "routing: id array size");
     for (uint16_t id : ids)
-      if (id >= tr.num_experts)
+      if (id >= tr.num_experts && id != kNoExpert)
         throw InputError("token routing", "expert id",
                          "layer " + std::to_string(tr.layers[j]) + " routes to expert " + std::to_string(id) +
                              ", outside [0, " + std::to_string(tr.num_experts) + ")");
@@ -177,7 +274,8 @@ LoadMatrix TokenComposer::loads(size_t layer_position, int64_t microbatch) const
     for (size_t i = slot_begin_[slot]; i < slot_begin_[slot + 1]; ++i) {
       const uint16_t* p = ids.data() + spans_[i].begin * k;
       const uint16_t* end = p + spans_[i].length * k;
-      for (; p != end; ++p) ++row[*p];
+      for (; p != end; ++p)
+        if (*p != kNoExpert) ++row[*p];
     }
   }
   return m;
@@ -193,6 +291,25 @@ bool TokenComposer::next(TraceRecord& record) {
     ++next_microbatch_;
   }
   return true;
+}
+
+std::unique_ptr<RecordStream> compose_routing(TokenRouting routing, const ImportOptions& o,
+                                              const std::string& format, ImportReport& report) {
+  if (o.num_ranks <= 0 || o.tokens_per_rank <= 0)
+    throw InputError("--ranks", "--ranks",
+                     format +
+                         " routing has no source ranks: give --ranks and --tokens-per-rank to compose "
+                         "microbatches");
+  const ComposePolicy policy = parse_compose_policy(o.policy, "--policy");
+  auto shared = std::make_shared<const TokenRouting>(std::move(routing));
+  auto composer =
+      std::make_unique<TokenComposer>(shared, ComposeConfig{o.num_ranks, o.tokens_per_rank, policy, o.seed});
+  report.assumed.push_back("policy " + o.policy + " with seed " + std::to_string(o.seed) + ": " +
+                           std::to_string(composer->num_microbatches()) + " microbatches of " +
+                           std::to_string(o.num_ranks) + " ranks x " + std::to_string(o.tokens_per_rank) +
+                           " tokens; " + std::to_string(composer->dropped_tokens()) +
+                           " tokens dropped (the remainder that fills no microbatch)");
+  return composer;
 }
 
 }  // namespace rackep

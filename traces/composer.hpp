@@ -27,9 +27,14 @@
 #include <utility>
 #include <vector>
 
+#include "traces/import_common.hpp"
 #include "traces/trace_format.hpp"
 
 namespace rackep {
+
+/// An expert slot that routes nowhere: -1 padding (a token routed to fewer than k experts) or a row of a
+/// capture buffer that holds no routing for that token. Counted by no expert.
+constexpr uint16_t kNoExpert = 0xFFFF;
 
 /// Where part of a TokenRouting came from (for summaries).
 struct RoutingSource {
@@ -43,14 +48,14 @@ struct RoutingSource {
 /// [sequence_offsets[i], sequence_offsets[i+1]). expert_ids[j] holds layer layers[j]: k ids per token,
 /// token-major.
 struct TokenRouting {
-  std::string model;                                         ///< model name for the manifest
-  int num_experts = 0;                                       ///< L
-  int top_k = 0;                                             ///< k
-  std::vector<int> layers;                                   ///< layer ids
-  std::vector<int64_t> sequence_offsets{0};                  ///< S + 1 prefix offsets
-  std::vector<std::vector<uint16_t>> expert_ids;             ///< [layers.size()][num_tokens * k]
-  std::vector<RoutingSource> sources;                        ///< what was read, in order
-  std::string provenance_json = "{}";                        ///< JSON object: how the data was recorded
+  std::string model;                              ///< model name for the manifest
+  int num_experts = 0;                            ///< L
+  int top_k = 0;                                  ///< k
+  std::vector<int> layers;                        ///< layer ids
+  std::vector<int64_t> sequence_offsets{0};       ///< S + 1 prefix offsets
+  std::vector<std::vector<uint16_t>> expert_ids;  ///< [layers.size()][num_tokens * k]; kNoExpert = none
+  std::vector<RoutingSource> sources;             ///< what was read, in order
+  std::string provenance_json = "{}";             ///< JSON object: how the data was recorded
   std::vector<std::pair<std::string, std::string>> notices;  ///< (file name, text): license notices to keep
 
   /// S, the number of sequences.
@@ -59,6 +64,44 @@ struct TokenRouting {
   int64_t num_tokens() const { return sequence_offsets.back(); }
   /// Tokens of sequence s.
   int64_t sequence_length(int64_t s) const { return sequence_offsets[s + 1] - sequence_offsets[s]; }
+};
+
+/// Builds a TokenRouting from per-token captures ([tokens][layers][k] expert ids, token-major), as vLLM's and
+/// SGLang's routed-experts outputs and per-token JSONL hold them. Rows are read the way capture buffers are
+/// written: a row of k ids all -1, or (k >= 2) all 0, holds no routing (the buffer's zero fill: dense layers,
+/// uncaptured tokens) and is counted, never rejected; a single -1 among real ids is padding (kNoExpert).
+/// Layers that hold no routed id at all are dense and dropped; --layers picks layers as LayerFilter says.
+class TokenRoutingBuilder {
+ public:
+  /// `num_experts` > 0 bounds the ids (else ids < 65535 and E = largest id + 1).
+  explicit TokenRoutingBuilder(int num_experts) : num_experts_(num_experts) {}
+  /// Appends `tokens` tokens to the open sequence: ids[(t * layer_ids.size() + j) * k + i] is expert i of
+  /// token t in layer layer_ids[j]. Every call must give the same layers and k. Throws InputError(where,
+  /// field, ...) for a layer or k count differing from the first call, an id outside [-1, E), or an id
+  /// repeated within a token.
+  void add(const int64_t* ids, int64_t tokens, const std::vector<int>& layer_ids, int k,
+           const std::string& where, const std::string& field);
+  /// Closes the open sequence (if it holds tokens).
+  void close_sequence();
+  /// Tokens in the open sequence.
+  int64_t open_tokens() const { return open_tokens_; }
+  /// Tokens of all closed sequences.
+  int64_t num_tokens() const { return offsets_.back(); }
+  /// The routing of the kept layers (`model_layers`: --layers; LayerFilter rules), with `model` and
+  /// `provenance_json` left for the caller. Appends to `report` what was dropped. Throws InputError(source,
+  /// ...) when nothing routes a token.
+  TokenRouting finish(const std::vector<int>& model_layers, const std::string& source, ImportReport& report);
+
+ private:
+  int num_experts_;
+  int top_k_ = 0, max_id_ = -1;
+  std::vector<int> layer_ids_;
+  std::vector<std::vector<uint16_t>> ids_;  // per source layer
+  std::vector<int64_t> routed_;             // routed (token, expert) pairs per source layer
+  std::vector<int64_t> empty_rows_;         // rows without routing per source layer
+  int64_t padding_ = 0;
+  int64_t open_tokens_ = 0;
+  std::vector<int64_t> offsets_{0};
 };
 
 /// How sequences become per-rank microbatches (see the file banner).
@@ -130,5 +173,10 @@ class TokenComposer final : public RecordStream {
   int64_t next_microbatch_ = 0;
   size_t next_layer_ = 0;
 };
+
+/// Composes per-token `routing` (a source without ranks) with options.num_ranks / tokens_per_rank / policy /
+/// seed, both required (InputError("--ranks", ...) naming `format`), and reports the composition.
+std::unique_ptr<RecordStream> compose_routing(TokenRouting routing, const ImportOptions& options,
+                                              const std::string& format, ImportReport& report);
 
 }  // namespace rackep

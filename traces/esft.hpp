@@ -1,5 +1,5 @@
 // File: traces/esft.hpp
-// Importer for the ESFT per-token expert scores (deepseek-ai/ESFT results/expert_scores; TRACES.md, and
+// Importer for the ESFT per-token expert scores (deepseek-ai/ESFT results/expert_scores; docs/TRACES.md, and
 // the SOURCE.md shipped with traces/data/esft-deepseek-v2-lite). A task directory holds
 // expert_weights_{layer}.txt.gz (or .txt) for MoE layers 1..26 of a DeepSeek-V2-Lite-architecture model
 // (layer 0 is dense and absent): one line per sequence, "<ids>\t\t<weights>\n", 6*T tab-separated

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <filesystem>
 #include <set>
@@ -21,30 +22,27 @@
 namespace rackep {
 namespace fs = std::filesystem;
 
-void LayerFilter::observe(int layer, int64_t routed, const std::string& source, const std::string& field) {
+void LayerFilter::observe(int layer, int64_t routed) {
   seen_[layer] += routed;
-  if (routed > 0 && !model_layers_.empty() &&
-      std::find(model_layers_.begin(), model_layers_.end(), layer) == model_layers_.end())
-    throw InputError(source, field,
-                     "layer " + std::to_string(layer) + " routes " + std::to_string(routed) +
-                         " tokens but is outside the model's MoE layers (--layers " +
-                         describe_ids(model_layers_) + ")");
 }
 
 std::vector<int> LayerFilter::kept(const std::string& source) const {
   std::vector<int> out;
   if (!model_layers_.empty()) {
-    for (int l : model_layers_)
-      if (seen_.count(l)) out.push_back(l);
+    std::vector<int> missing;
+    for (int l : model_layers_) (seen_.count(l) ? out : missing).push_back(l);
+    if (!missing.empty()) {
+      std::vector<int> present;
+      for (const auto& [l, routed] : seen_) present.push_back(l);
+      throw InputError("--layers", "--layers",
+                       "layers " + describe_ids(missing) + " are not in " + source + " (it holds layers " +
+                           describe_ids(present) + ", in the source's numbering)");
+    }
   } else {
     for (const auto& [l, routed] : seen_)
       if (routed > 0) out.push_back(l);
   }
-  if (out.empty())
-    throw InputError(source, "layers",
-                     model_layers_.empty() ? "no layer routes any token"
-                                           : "none of the layers " + describe_ids(model_layers_) +
-                                                 " given by --layers is in the data");
+  if (out.empty()) throw InputError(source, "layers", "no layer routes any token");
   return out;
 }
 
@@ -56,11 +54,21 @@ std::vector<int> LayerFilter::dropped_empty() const {
   return out;
 }
 
-std::vector<int> LayerFilter::missing() const {
+std::vector<int> LayerFilter::left_out() const {
   std::vector<int> out;
-  for (int l : model_layers_)
-    if (!seen_.count(l)) out.push_back(l);
+  if (model_layers_.empty()) return out;
+  for (const auto& [l, routed] : seen_)
+    if (routed > 0 && std::find(model_layers_.begin(), model_layers_.end(), l) == model_layers_.end())
+      out.push_back(l);
   return out;
+}
+
+void LayerFilter::describe(ImportReport& report) const {
+  if (!dropped_empty().empty())
+    report.assumed.push_back("layers " + describe_ids(dropped_empty()) + " route no token: dense, dropped");
+  if (!left_out().empty())
+    report.assumed.push_back("layers " + describe_ids(left_out()) +
+                             " route tokens but are not in --layers: left out");
 }
 
 RecordListStream::RecordListStream(TraceManifest manifest, std::vector<TraceRecord> records)
@@ -132,6 +140,41 @@ std::string describe_ids(const std::vector<int>& ids) {
     i = j + 1;
   }
   return out.empty() ? "(none)" : out;
+}
+
+std::string decode_base64(const std::string& text, const std::string& source, const std::string& field) {
+  static const auto table = [] {
+    std::array<int8_t, 256> t{};
+    t.fill(-1);
+    const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 64; ++i) t[static_cast<unsigned char>(alphabet[i])] = static_cast<int8_t>(i);
+    return t;
+  }();
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  uint32_t acc = 0;
+  int bits = 0, pad = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
+    if (c == '=') {
+      ++pad;
+      continue;
+    }
+    const int8_t v = table[c];
+    if (v < 0 || pad > 0)
+      throw InputError(
+          source, field,
+          "not base64: character " + std::to_string(i) + " is '" + std::string(1, text[i]) + "'");
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  if (pad > 2 || bits >= 6) throw InputError(source, field, "not base64: truncated (bad length or padding)");
+  return out;
 }
 
 void spread_global_loads(const std::vector<int64_t>& global, uint64_t seed, int64_t record, LoadMatrix& out) {

@@ -1,10 +1,9 @@
 // File: traces/import_common.hpp
-// What every importer of recorded routing shares (TRACES.md, "Normalisations an importer must handle"):
+// What every importer of recorded routing shares (docs/TRACES.md, "Normalisations an importer must handle"):
 //   ImportOptions    what the user says about the model (its MoE layer ids, top-k, replication, ranks, seed);
 //   ImportReport     what an importer found and what it had to assume, printed by `rackep trace import`;
-//   LayerFilter      model-global vs MoE-local layer ids: keeps the model's MoE layers, drops dense
-//   (all-zero)
-//                    layers, rejects routed tokens on a layer outside the model;
+//   LayerFilter      what --layers means for every format: the layers to import (source ids); dense
+//                    (all-zero) layers are dropped, unlisted ones left out, both reported;
 //   RecordListStream a RecordStream over records held in memory (small formats);
 //   write_trace_atomic  writes a trace into a hidden temporary directory beside the target and renames it at
 //                    the end, so a failed import leaves nothing behind.
@@ -38,6 +37,10 @@ struct ImportOptions {
   uint64_t seed = 0;            ///< seeds the spread of global loads and the order of composed sequences
   std::string policy = "pack";  ///< composition of per-token sequences (traces/composer.hpp): pack or whole
   std::string model;            ///< model name for the manifest; empty = the importer's default
+  std::string dump;  ///< SGLang: the dump id (the {time} of its file names) to import; empty = the only one
+  bool merge_dumps =
+      false;  ///< SGLang: merge every dump of the inputs by (forward pass, rank), as its reader does
+  std::string placement;  ///< TensorRT-LLM: the EP load balancer's placement (moe_load_balancer.yaml)
 };
 
 /// What an import found and assumed; `rackep trace import` prints both lists.
@@ -49,20 +52,26 @@ struct ImportReport {
       side_files;  ///< (name, contents) to copy next to the trace
 };
 
-/// Model-global vs MoE-local layer ids. With an explicit list, the layers kept are exactly those listed that
-/// the data holds (in list order); without one, the layers with any routed token (ascending). A layer that
-/// routes tokens but is not listed is InputError(source, field, "... outside the model's MoE layers ...").
+/// What `--layers` means for every format: the MoE layers to import, by the ids the source uses (model-global
+/// for SGLang, TensorRT-LLM, UltraEP, JSONL and vLLM's capture buffer; MoE-local for vLLM's legacy nested
+/// lists). With a list, exactly the listed layers are kept, in list order; a listed layer the data does not
+/// hold is InputError("--layers", "--layers", ...); layers that route tokens but are not listed are left out
+/// and reported. Without a list, the layers with any routed token are kept (ascending). Layers that route no
+/// token (dense layers: zero rows, all-zero capture buffers) are dropped and reported either way.
 class LayerFilter {
  public:
   explicit LayerFilter(std::vector<int> model_layers) : model_layers_(std::move(model_layers)) {}
   /// Records that `layer` appears in the data, with `routed` tokens in total (0 = a dense/empty row).
-  void observe(int layer, int64_t routed, const std::string& source, const std::string& field);
-  /// The kept layer ids in record order. Throws InputError(source, "layers", ...) when none is left.
+  void observe(int layer, int64_t routed);
+  /// The kept layer ids in record order. Throws InputError(source, "layers", ...) when none is left and
+  /// InputError("--layers", ...) when a listed layer is not in the data.
   std::vector<int> kept(const std::string& source) const;
   /// Layers seen with no routed token and not listed (reported as dense), ascending.
   std::vector<int> dropped_empty() const;
-  /// Listed layers that the data does not hold.
-  std::vector<int> missing() const;
+  /// Layers that route tokens but are not listed in --layers (left out), ascending.
+  std::vector<int> left_out() const;
+  /// Appends the dense and left-out layers to report.assumed (nothing when there are none).
+  void describe(ImportReport& report) const;
 
  private:
   std::vector<int> model_layers_;
@@ -117,6 +126,10 @@ int32_t checked_count(int64_t v, const std::string& source, const std::string& f
 
 /// "0..3, 5, 7..9" for a list of ints (for reports).
 std::string describe_ids(const std::vector<int>& ids);
+
+/// Decodes standard base64 (RFC 4648, '=' padding, whitespace ignored). Throws InputError(source, field, ...)
+/// for any other character or a bad length.
+std::string decode_base64(const std::string& text, const std::string& source, const std::string& field);
 
 /// Spreads global per-expert loads `global` [L] evenly over the N rows of `out` (N x L): source rank s gets
 /// floor(W/N), plus one when (s - o) mod N < W mod N, where the offset o = derive_seed(seed, kStreamTokens,

@@ -1,12 +1,17 @@
 // File: traces/import_jsonl.hpp
-// Importer (and exporter) of per-token JSONL routing (johanna-rock/moe-balance sim/trace_format.md; TRACES.md
-// §7): one JSON object per line and per (layer, batch):
+// Importer (and exporter) of per-token JSONL routing (johanna-rock/moe-balance sim/trace_format.md;
+// docs/TRACES.md §7): one JSON object per line and per (layer, batch):
 //   {"layer": 3, "batch_id": 0, "origin_rows": [T ints], "topk_experts": [[k ints] x T],
 //    "topk_weights"?: [[k floats] x T], "request_id"?: ..., "source_file"?: ...}
 // origin_rows[t] is the source rank (row) of token t, so the data is per-source-rank by construction: each
 // object becomes one canonical record (microbatch = batch_id) whose loads count (origin row, expert) pairs.
-// Expert id -1 is padding (a token routed to fewer than k experts) and is dropped and counted. The counts
-// (not the tokens) are held in memory until the records are sorted into canonical order.
+// Expert id -1 is padding (a token routed to fewer than k experts) and is dropped and counted; a token whose
+// ids are all 0 (k >= 2) is a capture row without routing (dense layers of a zero-filled buffer): counted for
+// no expert, and a layer of only such rows is dropped as dense.
+// Two passes: the first validates every object and keeps only an index (layer, batch, line offset); the
+// second re-reads the lines in canonical order, one record at a time (memory: the index, not the counts).
+// Files WITHOUT origin_rows (a router hook that knows no ranks) are per-token data without source ranks:
+// batch b is one sequence, composed into ranks like vLLM's (--ranks, --tokens-per-rank, --policy, --seed).
 // Usage:
 //   rackep::ImportReport report;
 //   auto s = rackep::open_token_jsonl({"trace.jsonl"}, {}, report);

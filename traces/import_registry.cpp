@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 #include "traces/import_jsonl.hpp"
+#include "traces/import_loads.hpp"
 #include "traces/import_sglang.hpp"
 #include "traces/import_trtllm.hpp"
 #include "traces/import_ultraep.hpp"
@@ -21,22 +22,30 @@ const std::string& single_input(const std::string& format, const std::vector<std
 }  // namespace
 
 const char* import_format_names() {
-  return "trtllm";
+  return "trtllm, sglang, vllm, ultraep, jsonl, loads";
 }
 const char* export_format_names() {
-  return "trtllm";
+  return "trtllm, jsonl";
 }
 
 bool is_import_format(const std::string& format) {
-  return format == "trtllm";
+  return format == "trtllm" || format == "sglang" || format == "vllm" || format == "ultraep" ||
+         format == "jsonl" || format == "loads";
 }
 
 std::unique_ptr<RecordStream> open_import(const std::string& format, const std::vector<std::string>& inputs,
                                           const ImportOptions& options, ImportReport& report) {
   if (format == "trtllm") return open_trtllm_stats(single_input(format, inputs), options, report);
   if (format == "jsonl") return open_token_jsonl(inputs, options, report);
+  if (format == "vllm" && !inputs.empty() && inputs.front().size() > 3 &&
+      inputs.front().compare(inputs.front().size() - 3, 3, ".pt") ==
+          0) {  // vllm(-ascend) expert_load_view.pt
+    report.format = "vllm";
+    return open_global_loads(inputs, options, report);
+  }
   if (format == "vllm") return open_vllm_routed_experts(inputs, options, report);
   if (format == "sglang") return open_sglang_recording(inputs, options, report);
+  if (format == "loads") return open_global_loads(inputs, options, report);
   if (format == "ultraep") return open_ultraep_profile(single_input(format, inputs), options, report);
   throw InputError("--from", "--from",
                    "unknown format '" + format + "' (supported: esft, " + import_format_names() + ")");

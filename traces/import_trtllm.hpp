@@ -1,15 +1,21 @@
 // File: traces/import_trtllm.hpp
 // Importer (and exporter) of TensorRT-LLM expert statistics (tensorrt_llm/_torch/expert_statistic.py;
-// TRACES.md §5), recorded with EXPERT_STATISTIC_ITER_RANGE=start-stop EXPERT_STATISTIC_PATH=dir. The
+// docs/TRACES.md §5), recorded with EXPERT_STATISTIC_ITER_RANGE=start-stop EXPERT_STATISTIC_PATH=dir. The
 // directory holds:
 //   meta_info.json              {"num_experts": E, "num_experts_per_token": k[, "ep_size": R,
 //   "experts_per_rank"]} rank{r}.safetensors         one int64 tensor [E] per key "{iter}_{layer}": bincount
 //   of the top-k expert ids
 //                               of the tokens on source rank r (attention-DP local tokens)
 //   rank{r}_numtokens.json      optional (EXPERT_STATISTIC_DUMP_DISPATCH=1): {"{iter}_{layer}": tokens}
+//   rank{r}_raw.safetensors     versions that dump token_selected_experts: int32 [tokens, k] per key (read,
+//                               bincounted, when no rank{r}.safetensors is present)
 // Each (iteration, layer) becomes one canonical record: microbatch = iteration, layer = the model layer id,
-// row r = rank{r}'s counts. safetensors is read directly (8-byte little-endian header length, JSON header,
-// raw little-endian data) through mmap, one record at a time, so memory stays at one record.
+// row r = rank{r}'s counts. Under the EP load balancer (MoeLoadBalancerConfig, num_slots > experts) the ids
+// are SLOTS: --placement moe_load_balancer.yaml (initial_global_assignments, static: layer_updates_per_iter
+// 0) maps them to logical experts; without it, --experts below the recorded width is refused. Iterations that
+// some ranks miss at the end (a recording stopped mid-flush) are dropped and reported. safetensors is read
+// directly (8-byte little-endian header length, JSON header, raw little-endian data) with pread, one record
+// at a time; the header index is kept once for all ranks with the same layout (memory: one rank's index).
 // Usage:
 //   rackep::ImportReport report;
 //   auto s = rackep::open_trtllm_stats("expert_statistic", {}, report);

@@ -8,7 +8,6 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <string_view>
-#include <unordered_set>
 
 #include "core/error.hpp"
 #include "core/input_limits.hpp"
@@ -77,14 +76,6 @@ T or_all(const std::vector<T>& v) {
   return acc;
 }
 
-// (microbatch, layer) of a record, for the duplicate check.
-struct RecordKeyHash {
-  size_t operator()(const std::pair<int64_t, int>& k) const {
-    return std::hash<uint64_t>()(static_cast<uint64_t>(k.first) * 0x9E3779B97F4A7C15ull ^
-                                 static_cast<uint32_t>(k.second));
-  }
-};
-
 class UltraepStream final : public RecordStream {
  public:
   UltraepStream(const std::string& input, const ImportOptions& options, ImportReport& report);
@@ -102,13 +93,18 @@ class UltraepStream final : public RecordStream {
   TraceManifest manifest_;
   std::string scratch_;          // inflated deflate members
   std::vector<int64_t> global_;  // one record's global loads, for spread_global_loads
-  // Streaming state.
-  Chunk chunk_;
-  std::vector<int64_t> order_;  // records of the open chunk to emit, sorted
-  std::vector<int> position_;   // manifest layer position of each record of the open chunk
-  size_t next_chunk_ = 0, next_in_chunk_ = 0;
-  int64_t emitted_ = 0, last_mb_ = -1;
-  int last_pos_ = -1;
+  // Records in canonical (microbatch, layer position) order, whatever order the chunks hold them in.
+  struct Entry {
+    int64_t microbatch;
+    int32_t position;  // layer position in the manifest (pass 1: the layer id)
+    uint32_t chunk, index;
+  };
+  std::vector<Entry> index_;
+  size_t next_ = 0;
+  // Chunks loaded for pass 2, least recently used first (memory: at most kCachedChunks chunks).
+  static constexpr size_t kCachedChunks = 3;
+  std::vector<std::pair<uint32_t, Chunk>> cache_;
+  Chunk chunk_;  // pass 1
 };
 
 void UltraepStream::load(size_t index, bool with_post, Chunk& c) {
@@ -216,19 +212,15 @@ UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, I
   const uint32_t ceil_add = static_cast<uint32_t>(n_ranks - 1), ceil_div = static_cast<uint32_t>(n_ranks);
   std::vector<int64_t> pre_rank(ep_size), post_rank(ep_size);
   LayerFilter filter(o.layers);
-  std::unordered_set<std::pair<int64_t, int>, RecordKeyHash> seen;
   int64_t records = 0, max_row = 0, routed_total = 0;
   double pre_imb = 0, post_imb = 0, pre_max = 0, post_max = 0;
   Chunk& c = chunk_;
   for (size_t ci = 0; ci < chunk_paths_.size(); ++ci) {
     load(ci, true, c);
     if (ci == 0)  // chunks are equally full (the profiler's flush interval)
-      seen.reserve(std::min<size_t>(chunk_paths_.size() * static_cast<size_t>(c.n), size_t{1} << 22));
+      index_.reserve(chunk_paths_.size() * static_cast<size_t>(c.n));
     for (int64_t i = 0; i < c.n; ++i, ++records) {
-      if (!seen.insert({c.microbatches[i], c.layers[i]}).second)
-        throw InputError(c.path, "microbatches",
-                         "(layer " + std::to_string(c.layers[i]) + ", microbatch " +
-                             std::to_string(c.microbatches[i]) + ") is recorded twice");
+      index_.push_back({c.microbatches[i], c.layers[i], static_cast<uint32_t>(ci), static_cast<uint32_t>(i)});
       int64_t routed = 0, row_bound = 0;
       const int32_t* pre = c.pre.data() + i * num_experts_;
       const int32_t* post = c.post.data() + i * num_physical_;
@@ -253,7 +245,7 @@ UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, I
         for (int q = 0; q < local_physical; ++q) sum += post[r * local_physical + q];
         post_rank[r] = sum;
       }
-      filter.observe(c.layers[i], routed, c.path, "layers");
+      filter.observe(c.layers[i], routed);
       routed_total += routed;
       const double a = imbalance(pre_rank), b = imbalance(post_rank);
       pre_imb += a, post_imb += b, pre_max = std::max(pre_max, a), post_max = std::max(post_max, b);
@@ -269,8 +261,28 @@ UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, I
   manifest_.layers = layers;
   manifest_.tokens_per_rank = o.tokens_per_rank > 0 ? o.tokens_per_rank : tokens_for_row(max_row, o.top_k);
   manifest_.model = o.model.empty() ? "UltraEP load profile " + trace_id : o.model;
-  int64_t kept = 0;
-  for (const auto& [mb, layer] : seen) kept += std::find(layers.begin(), layers.end(), layer) != layers.end();
+  // Order by (microbatch, layer position): interleaved pipeline schedules and device copies that complete
+  // late (across a flush) put records out of order; the order in the files carries no meaning.
+  int64_t out_of_order = 0;
+  for (size_t i = 1; i < index_.size(); ++i) out_of_order += index_[i].microbatch < index_[i - 1].microbatch;
+  std::stable_sort(index_.begin(), index_.end(), [](const Entry& a, const Entry& b) {
+    return a.microbatch != b.microbatch ? a.microbatch < b.microbatch : a.position < b.position;
+  });
+  for (size_t i = 1; i < index_.size(); ++i)
+    if (index_[i].microbatch == index_[i - 1].microbatch && index_[i].position == index_[i - 1].position)
+      throw InputError(chunk_paths_[index_[i].chunk], "microbatches",
+                       "(layer " + std::to_string(index_[i].position) + ", microbatch " +
+                           std::to_string(index_[i].microbatch) + ") is recorded twice");
+  index_.erase(std::remove_if(index_.begin(), index_.end(),
+                              [&](Entry& e) {
+                                e.position = manifest_.layer_position(e.position);
+                                return e.position < 0;
+                              }),
+               index_.end());
+  std::stable_sort(index_.begin(), index_.end(), [](const Entry& a, const Entry& b) {
+    return a.microbatch != b.microbatch ? a.microbatch < b.microbatch : a.position < b.position;
+  });
+  const int64_t kept = static_cast<int64_t>(index_.size());
   manifest_.num_records = kept;
 
   const int64_t dropped = man.contains("dropped_records") && man["dropped_records"].is_number_integer()
@@ -305,11 +317,15 @@ UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, I
   report.assumed.push_back(
       "microbatch id = the profiler's per-layer microbatch counter; post_physical_loads kept "
       "only as the imbalance summary");
+  if (out_of_order > 0)
+    report.assumed.push_back(
+        std::to_string(out_of_order) +
+        " records follow a later microbatch in the files (interleaved schedules, late device "
+        "copies): ordered by (microbatch, layer)");
   if (declared >= 0 && declared != static_cast<int64_t>(chunk_paths_.size()))
     report.assumed.push_back("the manifest says " + std::to_string(declared) + " chunks but " +
                              std::to_string(chunk_paths_.size()) + " were found (recording not closed?)");
-  if (!filter.dropped_empty().empty())
-    report.assumed.push_back("layers " + describe_ids(filter.dropped_empty()) + " route no token: dropped");
+  filter.describe(report);
   Json p;
   p["recorded_by"] = "UltraEP load profiler (ultra_ep/profiling.py, ultra_ep_trace_v1)";
   p["importer"] = "rackep trace import --from ultraep";
@@ -325,36 +341,30 @@ UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, I
 }
 
 bool UltraepStream::next(TraceRecord& record) {
-  while (next_in_chunk_ >= order_.size()) {
-    if (next_chunk_ >= chunk_paths_.size()) return false;
-    load(next_chunk_++, false, chunk_);
-    order_.clear();
-    next_in_chunk_ = 0;
-    position_.resize(static_cast<size_t>(chunk_.n));
-    for (int64_t i = 0; i < chunk_.n; ++i) {
-      position_[i] = manifest_.layer_position(chunk_.layers[i]);
-      if (position_[i] >= 0) order_.push_back(i);
+  if (next_ >= index_.size()) return false;
+  const Entry& entry = index_[next_++];
+  auto hit =
+      std::find_if(cache_.begin(), cache_.end(), [&](const auto& c) { return c.first == entry.chunk; });
+  if (hit == cache_.end()) {
+    Chunk reuse;  // the least recently used chunk's buffers, when the cache is full
+    if (cache_.size() == kCachedChunks) {
+      reuse = std::move(cache_.front().second);
+      cache_.erase(cache_.begin());
     }
-    std::stable_sort(order_.begin(), order_.end(), [&](int64_t a, int64_t b) {
-      if (chunk_.microbatches[a] != chunk_.microbatches[b])
-        return chunk_.microbatches[a] < chunk_.microbatches[b];
-      return position_[a] < position_[b];
-    });
+    cache_.emplace_back(entry.chunk, std::move(reuse));
+    load(entry.chunk, false, cache_.back().second);
+    hit = cache_.end() - 1;
+  } else if (hit != cache_.end() - 1) {
+    std::rotate(hit, hit + 1, cache_.end());  // most recently used last
+    hit = cache_.end() - 1;
   }
-  const int64_t i = order_[next_in_chunk_++];
-  const int pos = position_[i];
-  if (chunk_.microbatches[i] < last_mb_ || (chunk_.microbatches[i] == last_mb_ && pos <= last_pos_))
-    throw InputError(chunk_.path, "microbatches",
-                     "(layer " + std::to_string(chunk_.layers[i]) + ", microbatch " +
-                         std::to_string(chunk_.microbatches[i]) +
-                         ") comes after a later microbatch in an earlier chunk");
-  last_mb_ = chunk_.microbatches[i];
-  last_pos_ = pos;
-  record.layer = chunk_.layers[i];
-  record.microbatch = chunk_.microbatches[i];
+  const Chunk& c = hit->second;
+  const int64_t i = entry.index;
+  record.layer = c.layers[i];
+  record.microbatch = c.microbatches[i];
   if (record.loads.num_ranks() != manifest_.num_ranks || record.loads.num_experts() != num_experts_)
     record.loads = LoadMatrix(manifest_.num_ranks, num_experts_);
-  const int32_t* pre = chunk_.pre.data() + i * num_experts_;
+  const int32_t* pre = c.pre.data() + i * num_experts_;
   if (manifest_.num_ranks == 1) {
     // One source rank: the spread is the global row itself (floor(W/1) = W, no remainder).
     std::memcpy(record.loads.row(0), pre, static_cast<size_t>(num_experts_) * sizeof(int32_t));
@@ -362,7 +372,6 @@ bool UltraepStream::next(TraceRecord& record) {
     global_.assign(pre, pre + num_experts_);
     spread_global_loads(global_, seed_, record.microbatch * 1000003 + record.layer, record.loads);
   }
-  ++emitted_;
   return true;
 }
 

@@ -1,5 +1,5 @@
 // File: traces/import_ultraep.hpp
-// Importer of UltraEP's load profiler (ultra_ep/profiling.py, schema "ultra_ep_trace_v1"; TRACES.md §1),
+// Importer of UltraEP's load profiler (ultra_ep/profiling.py, schema "ultra_ep_trace_v1"; docs/TRACES.md §1),
 // recorded with ULTRA_EP_LOAD_PROFILING=1 ULTRA_EP_LOAD_PROFILE_DIR=dir:
 //   {trace_id}.manifest.json          ep_size, num_layers, num_global_logical_experts, ..., chunks,
 //   dropped_records {trace_id}.chunk{000000}.npz      np.savez: layers int32 [n], virtual_layers int32 [n],
@@ -11,8 +11,10 @@
 // spreads each global load over N source ranks by a stated, seeded policy (spread_global_loads in
 // traces/import_common.hpp): the canonical trace's column sums equal the recording exactly, its rows do not
 // come from the recording. post_physical_loads (after UltraEP's reroute) is summarised in the provenance as
-// the recorded per-rank imbalance. Chunks are read one at a time (memory: one chunk), twice: once to
-// validate and size the trace, once to convert.
+// the recorded per-rank imbalance. Records are written in the order their device copies complete, so
+// interleaved pipeline schedules and late copies put them out of order, within a chunk and across a flush:
+// they are ordered by (microbatch, layer), never refused. Chunks are read one at a time to validate and index
+// (memory: one chunk + 16 bytes per record), then converted in canonical order through a cache of 3 chunks.
 // Usage:
 //   rackep::ImportOptions o;  o.top_k = 8;  // not recorded by the profiler
 //   auto s = rackep::open_ultraep_profile("ultra_ep_traces/<id>.manifest.json", o, report);
@@ -30,8 +32,7 @@ namespace rackep {
 /// the spread. Errors are InputError naming the file and field: manifest keys missing or inconsistent
 /// ("num_global_logical_experts" != master x ep_size, "chunks" != the chunk files found), a truncated or
 /// damaged .npz ("zip" or the member name), an array of the wrong dtype or shape ("<member>"), negative
-/// loads, a layer outside options.layers ("layers"), a (layer, microbatch) twice or out of order
-/// ("microbatches").
+/// loads, a listed layer not in the recording ("--layers"), a (layer, microbatch) twice ("microbatches").
 std::unique_ptr<RecordStream> open_ultraep_profile(const std::string& manifest_or_dir,
                                                    const ImportOptions& options, ImportReport& report);
 

@@ -444,7 +444,8 @@ std::vector<int64_t> TorchFile::tensor_values(const PyValue& t, std::vector<int6
   if (t.dtype.rfind("float", 0) == 0 || t.dtype == "bfloat16")
     throw InputError(path_, field, "is " + t.describe() + ", expected an integer tensor");
   if (width == 0) throw InputError(path_, field, "unknown storage dtype " + t.dtype);
-  const std::string bytes = zip_->read(prefix_ + "data/" + t.s);
+  std::string scratch;  // deflated storages only; stored ones are viewed in place in the mapped file
+  const std::string_view bytes = zip_->view(prefix_ + "data/" + t.s, scratch);
   const int64_t storage_elems = static_cast<int64_t>(bytes.size()) / width;
   shape = t.shape;
   // Every product is checked: a size x stride that wraps around could otherwise land back in range and
@@ -467,6 +468,29 @@ std::vector<int64_t> TorchFile::tensor_values(const PyValue& t, std::vector<int6
                      t.describe() + " has " + std::to_string(n) + " elements, more than its storage holds (" +
                          std::to_string(storage_elems) + ")");
   std::vector<int64_t> out(static_cast<size_t>(n));
+  const bool is_signed = t.dtype != "uint8" && t.dtype != "bool";
+  bool contiguous = true;  // C order: the common case, converted in one pass (little-endian host)
+  for (int64_t d = static_cast<int64_t>(shape.size()) - 1, want = 1; d >= 0; --d) {
+    contiguous = contiguous && (shape[d] <= 1 || t.stride[d] == want);
+    want *= shape[d];
+  }
+  if (contiguous && n > 0) {
+    const char* base = bytes.data() + t.i * width;
+    auto convert = [&](auto tag) {
+      using T = decltype(tag);
+      for (int64_t k = 0; k < n; ++k) {
+        T v;
+        std::memcpy(&v, base + k * static_cast<int64_t>(sizeof(T)), sizeof(T));
+        out[static_cast<size_t>(k)] = static_cast<int64_t>(v);
+      }
+    };
+    if (width == 8) convert(int64_t{});
+    if (width == 4) convert(int32_t{});
+    if (width == 2) convert(int16_t{});
+    if (width == 1 && is_signed) convert(int8_t{});
+    if (width == 1 && !is_signed) convert(uint8_t{});
+    return out;
+  }
   std::vector<int64_t> idx(shape.size(), 0);
   for (int64_t k = 0; k < n; ++k) {
     int64_t off = t.i;
@@ -474,7 +498,6 @@ std::vector<int64_t> TorchFile::tensor_values(const PyValue& t, std::vector<int6
     const unsigned char* p = reinterpret_cast<const unsigned char*>(bytes.data()) + off * width;
     uint64_t v = 0;
     for (int b = width - 1; b >= 0; --b) v = (v << 8) | p[b];
-    const bool is_signed = t.dtype != "uint8" && t.dtype != "bool";
     if (is_signed && width < 8 && ((v >> (8 * width - 1)) & 1)) v |= ~uint64_t{0} << (8 * width);
     out[static_cast<size_t>(k)] = static_cast<int64_t>(v);
     for (size_t d = shape.size(); d-- > 0;) {

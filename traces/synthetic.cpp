@@ -116,7 +116,7 @@ SyntheticStream::SyntheticStream(SynthConfig config) : config_(std::move(config)
   manifest_.layers = config_.layers;
   manifest_.num_records = config_.num_microbatches * static_cast<int64_t>(config_.layers.size());
   nlohmann::ordered_json p;
-  p["recorded_by"] = "rackep synthetic generator (ALGORITHMS.md 2.9)";
+  p["recorded_by"] = "rackep synthetic generator (docs/ALGORITHMS.md 2.9)";
   p["kind"] = synth_kind_name(config_.kind);
   p["target_imbalance"] = config_.imbalance;
   p["alpha"] = alpha_;

@@ -1,6 +1,6 @@
 // File: traces/synthetic.hpp
 // Seeded synthetic routing. SyntheticStream is a RecordStream of per-source-rank top-k routing whose
-// expected rank imbalance is a target rho (ALGORITHMS.md 2.9), optionally non-stationary, because
+// expected rank imbalance is a target rho (docs/ALGORITHMS.md 2.9), optionally non-stationary, because
 // history-based balancers fail exactly when popularity moves. Kinds:
 // - zipf: stationary. Popularity position p = r*M + m has the 2.9 weight w[p]; it is expert placement[p].
 // - drift: the ranking moves gradually. Step s = microbatch / D uses placement base[(p + s) mod L], i.e.

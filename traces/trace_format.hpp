@@ -1,5 +1,5 @@
 // File: traces/trace_format.hpp
-// The canonical trace (DESIGN.md "The canonical trace"): a sequence of records (layer, microbatch,
+// The canonical trace (docs/DESIGN.md "The canonical trace"): a sequence of records (layer, microbatch,
 // N x L int32 loads per source rank) plus a manifest. On disk it is a directory:
 //   manifest.json            TraceManifest as JSON (format "rackep-trace", format_version 1)
 //   chunk-000000.loads.npy   int32 [n, N, L]: loads[i][s][l] = tokens of rank s routed to expert l

@@ -28,7 +28,7 @@ struct LayerStats {
   int layer = -1;  ///< layer id (-1 for overall)
   int64_t records = 0;
   int64_t tokens = 0;                  ///< routed (token, expert) pairs, summed over records
-  double imbalance_mean = 1.0;         ///< rank max/mean of RL (ALGORITHMS.md §1), mean over records
+  double imbalance_mean = 1.0;         ///< rank max/mean of RL (docs/ALGORITHMS.md §1), mean over records
   double imbalance_p50 = 1.0;          ///< its median
   double imbalance_max = 1.0;          ///< its maximum
   double expert_imbalance_mean = 1.0;  ///< max/mean of W over experts, mean over records

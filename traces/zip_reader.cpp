@@ -162,6 +162,7 @@ ZipReader::ZipReader(std::string path) : path_(std::move(path)), file_(std::make
     if (e.method != 0 && e.method != 8)
       throw InputError(path_, e.name,
                        "compression method " + std::to_string(e.method) + " (only stored and deflate)");
+    index_.emplace(e.name, entries_.size());  // the first of duplicate names wins, as the scan did
     entries_.push_back(std::move(e));
     p += 46 + name_len + extra_len + comment_len;
   }
@@ -170,9 +171,8 @@ ZipReader::ZipReader(std::string path) : path_(std::move(path)), file_(std::make
 ZipReader::~ZipReader() = default;
 
 const ZipEntry* ZipReader::find(const std::string& name) const {
-  for (const ZipEntry& e : entries_)
-    if (e.name == name) return &e;
-  return nullptr;
+  const auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &entries_[it->second];
 }
 
 std::string ZipReader::read(const std::string& name) const {

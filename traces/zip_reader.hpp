@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace rackep {
@@ -57,6 +58,7 @@ class ZipReader {
   std::string path_;
   std::unique_ptr<MappedFile> file_;
   std::vector<ZipEntry> entries_;
+  std::unordered_map<std::string, size_t> index_;  // name -> entries_ position (torch.save: one per tensor)
 };
 
 }  // namespace rackep

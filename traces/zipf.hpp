@@ -1,5 +1,5 @@
 // File: traces/zipf.hpp
-// The Zipf load model of ALGORITHMS.md 2.9 (UltraEP tests/utils.py), step by step: expert weights for
+// The Zipf load model of docs/ALGORITHMS.md 2.9 (UltraEP tests/utils.py), step by step: expert weights for
 // an exponent alpha, top-k inclusion probabilities, the expected rank imbalance rho(alpha), and the
 // 32-step bisection that finds alpha for a target rho. Pure functions; TV-K (8) is their unit test.
 // Sampling lives in traces/synthetic.hpp.

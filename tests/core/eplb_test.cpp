@@ -1,4 +1,4 @@
-// DeepSeek EPLB pure functions (ALGORITHMS.md §4, test vector TV-M) and the periodic `eplb` balancer.
+// DeepSeek EPLB pure functions (docs/ALGORITHMS.md §4, test vector TV-M) and the periodic `eplb` balancer.
 #include <gtest/gtest.h>
 
 #include <algorithm>

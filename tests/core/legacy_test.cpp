@@ -1,4 +1,4 @@
-// UltraEP legacy planner (ALGORITHMS.md §2.7) and the `ultraep-legacy` balancer; test vector TV-H.
+// UltraEP legacy planner (docs/ALGORITHMS.md §2.7) and the `ultraep-legacy` balancer; test vector TV-H.
 #include <gtest/gtest.h>
 
 #include <cmath>

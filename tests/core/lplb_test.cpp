@@ -1,5 +1,5 @@
-// DeepSeek LPLB (ALGORITHMS.md §5): topologies, the per-group LP (test vector TV-N), the token mapping and
-// the `lplb` balancer.
+// DeepSeek LPLB (docs/ALGORITHMS.md §5): topologies, the per-group LP (test vector TV-N), the token mapping
+// and the `lplb` balancer.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,7 +9,7 @@
 #include "core/allocation.hpp"
 #include "core/balancer.hpp"
 #include "core/error.hpp"
-#include "core/lplb.hpp"
+#include "lplb/lplb.hpp"
 #include "tests/core/baseline_sanity.hpp"
 
 namespace rackep {

@@ -1,10 +1,10 @@
-// TV-L (ALGORITHMS.md §8): the UltraEP planner fed with the *expected* loads of the README's EP 64
+// TV-L (docs/ALGORITHMS.md §8): the UltraEP planner fed with the *expected* loads of the README's EP 64
 // microbenchmark (L = 256, N = G = 64, M = 4, R = 2, k = 8, 8192 tokens per rank). Per-rank loads are
 // round(8192 * p_l) from the §2.9 Zipf model (identical on all ranks). Expected: first fast try succeeds with
 // T = 66192 / 66192 / 66193, final imbalance 1.0100, max instances 4 / 5 / 6 and 41 / 46 / 50 replicas (the
-// README's sampled run: 38 / 46 / 51). ALGORITHMS.md asks for a +-10 % regression band. Our expected loads,
-// computed from §2.9 exactly (cross-checked by an independent Python evaluation), sum to 65536 / 65530 /
-// 65541 tokens per rank, so T is 66192 / 66186 / 66197 and the hottest expert needs one replica more (max
+// README's sampled run: 38 / 46 / 51). docs/ALGORITHMS.md asks for a +-10 % regression band. Our expected
+// loads, computed from §2.9 exactly (cross-checked by an independent Python evaluation), sum to 65536 / 65530
+// / 65541 tokens per rank, so T is 66192 / 66186 / 66197 and the hottest expert needs one replica more (max
 // instances 5 / 6 / 7) than in TV-L, whose loads differ slightly from ours (its thresholds imply other
 // totals); the band below holds both.
 #include <gtest/gtest.h>

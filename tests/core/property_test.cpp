@@ -1,5 +1,5 @@
 // Property tests over 10,000 random load matrices and cluster shapes, for every registered balancer:
-// plans are legal (ALGORITHMS.md §2.8), every source rank's tokens are allocated exactly (none lost or
+// plans are legal (docs/ALGORITHMS.md §2.8), every source rank's tokens are allocated exactly (none lost or
 // created); for `ultraep` additionally: the max rank load (by quota) is at most the threshold found, never
 // worse than `none`, and every instance receives its quota up to per-source rounding.
 #include <gtest/gtest.h>

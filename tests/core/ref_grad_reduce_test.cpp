@@ -11,7 +11,7 @@
 
 namespace {
 
-// TV-A (ALGORITHMS.md §8): N = G = 4, M = 2, R = 1; expert 0 gets l2p[0] = [0, 8, 11, 5].
+// TV-A (docs/ALGORITHMS.md §8): N = G = 4, M = 2, R = 1; expert 0 gets l2p[0] = [0, 8, 11, 5].
 rackep::Plan tv_a_plan() {
   const rackep::ClusterShape shape{4, 2, 1, 4};
   return rackep::ultraep_plan(shape, {3000, 1000, 800, 400, 600, 200, 500, 300}, rackep::UltraEpOptions{});

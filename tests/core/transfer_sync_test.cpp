@@ -108,7 +108,23 @@ TEST(PersistentSync, RejectsMismatchedShapes) {
   const Plan a = plan_from_p2l(kPersist, {0, 1, -1, 2, 3, -1, 4, 5, -1, 6, 7, -1});
   const Plan b = plan_from_p2l(ClusterShape{4, 2, 1, 4}, {0, 1, -1, 2, 3, -1, 4, 5, -1, 6, 7, -1});
   EXPECT_THROW(plan_persistent_weight_sync(a, b, kSmall), InputError);
-  EXPECT_THROW(build_weight_sync_tasks(plan_persistent_weight_sync(a, a, kSmall)), InputError);
+}
+
+TEST(PersistentSync, TaskListsCopyEveryDiffOnItsSender) {
+  // e0 gains an instance on rank 1 and e5 one on rank 3: the CPU executor of the task lists lands the
+  // sender's bytes in exactly those two slots.
+  const Plan prev = plan_from_p2l(kPersist, {0, 1, -1, 2, 3, -1, 4, 5, -1, 6, 7, -1});
+  const Plan next = plan_from_p2l(kPersist, {0, 1, -1, 2, 3, 0, 4, 5, -1, 6, 7, 5});
+  const TransferPlan tp = plan_persistent_weight_sync(prev, next, kSmall);
+  ASSERT_EQ(tp.num_copies(), 2);
+  const WeightSyncTaskList tasks = build_weight_sync_tasks(tp);
+  std::vector<std::vector<uint8_t>> slots(static_cast<size_t>(kPersist.num_physical()));
+  for (int p = 0; p < kPersist.num_physical(); ++p)
+    slots[p].assign(static_cast<size_t>(kSmall.weight_bytes()), static_cast<uint8_t>(prev.p2l[p] + 1));
+  execute_weight_sync_cpu(tasks, slots);
+  for (int p = 0; p < kPersist.num_physical(); ++p)
+    EXPECT_EQ(slots[p][0], static_cast<uint8_t>(next.p2l[p] + 1)) << "slot " << p;
+  EXPECT_EQ(tasks.ranks[tp.copies[0].src_rank].stage1.tasks.size(), 2u);  // one per shard
 }
 
 // ---------------------------------------------------------------------------------------------------------

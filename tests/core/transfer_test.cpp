@@ -1,6 +1,6 @@
-// Transfer plans (core/transfer.hpp), part 1: ALGORITHMS.md §3 test vectors TV-I and TV-J, byte conservation
-// and the CPU reference copy engine. Part 2 (transfer_sync_test.cpp): persistent placements, grad_reduce,
-// input errors.
+// Transfer plans (core/transfer.hpp), part 1: docs/ALGORITHMS.md §3 test vectors TV-I and TV-J, byte
+// conservation and the CPU reference copy engine. Part 2 (transfer_sync_test.cpp): persistent placements,
+// grad_reduce, input errors.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -1,5 +1,5 @@
 // UltraEP planner, per-source allocation and reroute against the hand-worked vectors TV-A..TV-G of
-// ALGORITHMS.md §8 (one NVLink domain unless stated, bt = 1, eps = 0.01, q_min = 1024, locality and
+// docs/ALGORITHMS.md §8 (one NVLink domain unless stated, bt = 1, eps = 0.01, q_min = 1024, locality and
 // interleave on).
 #include <gtest/gtest.h>
 

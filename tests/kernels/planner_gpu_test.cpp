@@ -1,5 +1,5 @@
 // GPU UltraEP planner (kernels/planner.hpp) against core's UltraEpPlanner: bit-identical p2l, l2p, lcnt,
-// quota and per-domain thresholds on the ALGORITHMS.md §8 vectors (fast path, fallback, starvation, two
+// quota and per-domain thresholds on the docs/ALGORITHMS.md §8 vectors (fast path, fallback, starvation, two
 // domains) and on seeded random loads over many shapes and options.
 #include <gtest/gtest.h>
 

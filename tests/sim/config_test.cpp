@@ -46,7 +46,7 @@ TEST(SimConfig, EveryBundledTopologyLoads) {
 }
 
 TEST(SimConfig, EveryBundledModelLoads) {
-  // Hand-worked: DeepSeek-V3 MLA projections are 374 MFLOP per token (HARDWARE.md §E.2) and the core
+  // Hand-worked: DeepSeek-V3 MLA projections are 374 MFLOP per token (docs/HARDWARE.md §E.2) and the core
   // 81,920 FLOP per attended key; routed experts 6hf = 88.1 MFLOP per pair.
   const ModelConfig v3 = load_model(resolve_data_file("deepseek-v3", "configs/models", "--model"));
   EXPECT_NEAR(v3.attention_projection_flops_per_token(), 374.2e6, 0.5e6);
@@ -68,6 +68,11 @@ TEST(SimConfig, DefaultCalibrationLoadsAndInterpolates) {
   EXPECT_DOUBLE_EQ(c.gemm_efficiency(1), 0.135);
   // Halfway (in log2) between 4096 (0.62) and 8192 (0.65).
   EXPECT_NEAR(c.gemm_efficiency(std::sqrt(4096.0 * 8192.0)), 0.635, 1e-12);
+  EXPECT_DOUBLE_EQ(c.gemm_efficiency(64, GemmPass::kWgrad), 0.135);
+  EXPECT_EQ(c.attention_for("hopper", "mla").forward.value, 0.6);
+  EXPECT_EQ(c.arch("hopper").scale_up_efficiency.value, 0.77);
+  EXPECT_EQ(c.comm_sms.all_to_all.value, 20.0);
+  EXPECT_THROW(c.arch("no-such-gpu"), InputError);
   EXPECT_GT(c.planner("ultraep").fixed_s, 0.0);
   EXPECT_EQ(c.planner("some-plugin").fixed_s, 0.0);  // falls back to "default"
 }

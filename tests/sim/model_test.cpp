@@ -1,11 +1,10 @@
-// Hand-worked checks of the analytic fabric, the ptask compression, the traffic builders and the step loop.
+// Hand-worked checks of the analytic fabric, the ptask compression and the traffic builders.
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "core/ultraep.hpp"
-#include "sim/comm_model.hpp"
-#include "sim/step_loop.hpp"
+#include "sim/topology.hpp"
 #include "sim/topology.hpp"
 #include "sim/traffic.hpp"
 #include "tests/sim/test_matrices.hpp"
@@ -60,8 +59,8 @@ TEST(SimFabric, CompressionKeepsEveryLinkLoad) {
 
 TEST(SimTraffic, DedupMatchesTheUniformExpectation) {
   // Uniform routing, N = 8, L = 64, top-8, 8 experts per rank, 4096 tokens per rank: a token misses a given
-  // rank with probability (1 - 8/64)^8 = 0.3436 under independent choices (HARDWARE.md §E.1 uses the exact
-  // hypergeometric 0.3368), so each (source, destination) carries 4096 x 0.6564 = 2688.6 copies.
+  // rank with probability (1 - 8/64)^8 = 0.3436 under independent choices (docs/HARDWARE.md §E.1 uses the
+  // exact hypergeometric 0.3368), so each (source, destination) carries 4096 x 0.6564 = 2688.6 copies.
   const ClusterShape shape{8, 8, 0, 8};
   LoadMatrix loads(8, 64);
   for (int s = 0; s < 8; ++s)
@@ -78,38 +77,30 @@ TEST(SimTraffic, DedupMatchesTheUniformExpectation) {
   EXPECT_EQ(combine.at(3, 1), 2 * tok.at(1, 3));
 }
 
-TEST(SimStepLoop, HandWorkedForwardLayer) {
-  // Two ranks, one MoE layer, prefill, no balancing: rank times attention 1/2 ms, router 0, dispatch 0.5 ms
-  // (launch 0.1), experts 3/1 ms, combine 0.5 ms. Dispatch starts at 2 ms (the slower attention), ends
-  // at 2.6; experts end at 5.6 / 3.6; combine starts at 5.6 and ends at 6.2 ms.
-  LayerStep s;
-  s.attention_fwd_s = {1e-3, 2e-3};
-  s.router_fwd_s = {0, 0};
-  s.shared_fwd_s = {0, 0};
-  s.experts_fwd_s = {3e-3, 1e-3};
-  s.reroute_s = {0, 0};
-  s.dispatch_s = {0.5e-3, 0.5e-3};
-  s.combine_s = {0.5e-3, 0.5e-3};
-  s.saved_bytes = s.working_bytes = {1.0, 2.0};
-  DenseInputs d;
-  d.attention_fwd_s = d.attention_bwd_s = d.ffn_fwd_s = d.lm_head_fwd_s = {0, 0};
-  d.saved_bytes = d.working_bytes = {0, 0};
-  ComposeParams p;
-  p.mode = Mode::kPrefill;
-  p.all_to_all_launch_s = 0.1e-3;
-  const StepTimes t = compose_step({{s}}, {d}, p, nullptr);
-  EXPECT_NEAR(t.total_s, 6.2e-3, 1e-15);
-  EXPECT_EQ(t.exposed_overhead_s, 0.0);
-  // With a 0.3 ms plan and a 0.4 ms weight_sync (+0.1 launch) before dispatch the layer is 0.8 ms longer, and
-  // all of it is exposed balancing overhead.
-  s.plan_s = 0.3e-3;
-  s.weight_sync_s = {0.4e-3, 0.4e-3};
-  p.weight_sync_launch_s = 0.1e-3;
-  const StepTimes u = compose_step({{s}}, {d}, p, nullptr);
-  EXPECT_NEAR(u.total_s, 7.0e-3, 1e-15);
-  EXPECT_NEAR(u.exposed_overhead_s, 0.8e-3, 1e-15);
-  EXPECT_NEAR(u.exposed_plan_s, 0.3e-3, 1e-15);
-  EXPECT_NEAR(u.exposed_weight_sync_s, 0.5e-3, 1e-15);
+TEST(SimTraffic, TwoHopInternodeCopiesByHand) {
+  // 4 ranks in 2 NVLink domains of 2, one expert per rank, top-2. Source 0 sends 100 tokens, each to
+  // experts 2 and 3 (both on domain 1). DeepEP moves one copy per (token, domain) over the NIC to rank 2
+  // (the peer with the same local index) and rank 2 forwards 100 copies to rank 3 over NVLink: 100 copies
+  // cross the NIC instead of 200.
+  const Topology topo = load_topology(std::string(RACKEP_SOURCE_DIR) + "/tests/sim/data/two_domains.json");
+  const Fabric f = make_fabric(topo, {4, 2, 1.0, 1.0});
+  const ClusterShape shape{4, 1, 0, 2};
+  LoadMatrix loads(4, 4);
+  loads.at(0, 2) = 100;
+  loads.at(0, 3) = 100;
+  auto none = make_none_balancer(shape, BalancerOptions{});
+  const PlanResult r = none->plan(loads, {0, 0});
+  const TrafficMatrix m = dispatch_route_matrix(r, 2, true, f, 0);
+  EXPECT_EQ(m.at(0, 2), 100);  // NIC: one copy per token
+  EXPECT_EQ(m.at(2, 3), 100);  // NVLink fan-out inside domain 1
+  EXPECT_EQ(m.at(0, 3), 0);
+  EXPECT_EQ(m.network_bytes(), 200);
+  const LinkLoads l = link_loads(f, m);
+  EXPECT_EQ(l.nic_up[0], 100);
+  EXPECT_EQ(l.port_up[2], 100);
+  // Node-limited routing caps copies per domain at M x pairs / top_k: with M = 1 and 200 pairs, 100 copies.
+  const TrafficMatrix lim = dispatch_route_matrix(r, 2, true, f, 1);
+  EXPECT_EQ(lim.at(0, 2), 100);
 }
 
 }  // namespace

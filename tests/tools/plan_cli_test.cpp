@@ -54,7 +54,7 @@ TEST(PlanCli, ImpossibleShapesAreRejected) {
   for (const Case& c :
        {Case{"plan --ranks 3", "--ranks"}, Case{"plan --ranks 8 --domain 3", "domain"},
         Case{"plan --ranks 8 --slots -1", "slots"}, Case{"plan --balancers ultraep,foo", "foo"},
-        Case{"plan --hidden 0", "--hidden"}, Case{"plan --eplb-policy sideways", "sideways"}}) {
+        Case{"plan --model nosuchmodel", "--model"}, Case{"plan --eplb-policy sideways", "sideways"}}) {
     const test::CliRun r = run_rackep(c.args);
     EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.text();
     EXPECT_NE(r.text().find(c.expect), std::string::npos) << c.args << "\n" << r.text();

@@ -117,7 +117,7 @@ TEST(Hostile, SglangCsvRankOutOfIntRange) {
 TEST(Hostile, TrtllmCountsThatWouldOverflowTheRowSum) {
   test::TempDir tmp;
   expect_refused("trace import --from trtllm " + kHostile + "trtllm-count-overflow --out " + tmp.path("out"),
-                 "rank0.safetensors", "10_1");
+                 "rank0.safetensors", "10_1 expert 0");
 }
 
 TEST(Hostile, SafetensorsHeaderNestingIsBounded) {
@@ -148,6 +148,7 @@ TEST(Hostile, ExistingOutputsAreRefusedAndKept) {
   expect_refused("simulate --timeline " + keep, "keep.json", "--timeline");
   expect_refused("simulate --dump-topology " + keep, "keep.json", "--dump-topology");
   expect_refused("sweep --grid slots=1,2 --csv " + keep, "keep.json", "--csv");
+  expect_refused("plan --ranks 8 --no-timing --report " + keep, "keep.json", "--report");
   const std::string trace = tmp.path("trace");
   const test::CliRun synth =
       test::run_rackep("--log-level warn trace synth --out " + trace +

@@ -59,8 +59,57 @@ TEST(ImportCli, SglangThenPlan) {
 
 TEST(ImportCli, VllmThenPlan) {
   import_then_plan("--from vllm " + kFix +
-                       "/vllm/responses.jsonl --experts 16 --layers 1-3 --ranks 2 --tokens-per-rank 32",
+                       "/vllm/responses.jsonl --experts 16 --layers 0-2 --ranks 2 --tokens-per-rank 32",
                    "6 responses", 9);
+  import_then_plan("--from vllm " + kFix + "/vllm/capture.jsonl --experts 16 --ranks 2 --tokens-per-rank 8",
+                   "5 sequences", 5 * 3);
+  import_then_plan("--from vllm " + kFix + "/loads/expert_load_view.pt --top-k 2 --ranks 4",
+                   "expert_load_view", 3);
+}
+
+TEST(ImportCli, NewerAndOlderFilesThenPlan) {
+  import_then_plan("--from trtllm " + kFix + "/trtllm_partial", "2 iterations", 6);
+  import_then_plan(
+      "--from trtllm " + kFix + "/trtllm_eplb --placement " + kFix + "/trtllm_eplb/moe_load_balancer.yaml",
+      "20 slots", 9);
+  import_then_plan("--from trtllm " + kFix + "/trtllm_raw", "_raw.safetensors", 9);
+  import_then_plan("--from sglang " + kFix + "/sglang/per_token_old --top-k 2", "mode per_token", 6);
+  import_then_plan("--from sglang " + kFix + "/sglang/two_dumps --top-k 2 --merge-dumps", "2 dumps merged",
+                   12);
+  import_then_plan("--from sglang " + kFix + "/sglang/two_dumps --top-k 2 --dump 1700000000", "mode per_pass",
+                   6);
+  import_then_plan("--from ultraep " + kFix + "/ultraep_ooo --top-k 2", "ep_size 4", 9);
+  import_then_plan("--from jsonl " + kFix + "/jsonl/no_origin.jsonl --ranks 2 --tokens-per-rank 9",
+                   "3 batches", 6);
+  import_then_plan("--from loads " + kFix + "/loads/eplb_weight.npy --top-k 2 --ranks 4", "DeepSeek EPLB", 3);
+}
+
+TEST(ImportCli, HelpListsEveryFormatAndErrorsExitTwo) {
+  const CliRun help = run("trace import --help");
+  for (const char* fmt : {"esft", "trtllm", "sglang", "vllm", "ultraep", "jsonl", "loads"})
+    EXPECT_NE(help.text().find(fmt), std::string::npos) << fmt << "\n" << help.text();
+  test::TempDir tmp;
+  const CliRun legacy =
+      run("trace import --from sglang " + kFix + "/sglang/legacy --top-k 2 --ranks 2 --out " + tmp.path("o"));
+  EXPECT_EQ(legacy.exit_code, 2) << legacy.text();
+  EXPECT_NE(legacy.text().find("expert_distribution_recorder_1600000000.pt: format: a legacy (non-zip)"),
+            std::string::npos)
+      << legacy.text();
+  const CliRun dumps =
+      run("trace import --from sglang " + kFix + "/sglang/two_dumps --top-k 2 --out " + tmp.path("o"));
+  EXPECT_EQ(dumps.exit_code, 2) << dumps.text();
+  EXPECT_NE(dumps.text().find("--merge-dumps"), std::string::npos) << dumps.text();
+  const CliRun slots =
+      run("trace import --from trtllm " + kFix + "/trtllm_eplb --experts 16 --out " + tmp.path("o"));
+  EXPECT_EQ(slots.exit_code, 2) << slots.text();
+  EXPECT_NE(slots.text().find("meta_info.json: num_experts:"), std::string::npos) << slots.text();
+  const CliRun esft =
+      run("trace import --from esft " + std::string(RACKEP_SOURCE_DIR) +
+          "/traces/data/esft-deepseek-v2-lite/intent --ranks 2 --tokens-per-rank 64 --layers 1 "
+          "--experts 32 --out " +
+          tmp.path("o"));
+  EXPECT_EQ(esft.exit_code, 2) << esft.text();  // ids reach 63: --experts 32 is honoured, so refused
+  EXPECT_FALSE(fs::exists(tmp.path("o")));
 }
 
 TEST(ImportCli, EsftIsAtomicToo) {

@@ -86,12 +86,51 @@ TEST(ImportJsonl, RoundTripIsIdentity) {
   }
 }
 
+TEST(ImportJsonl, LayersPickAndTokensCountedOnce) {
+  ImportReport report;
+  ImportOptions o;
+  o.num_experts = 16;
+  o.layers = {3, 1};  // layer 2 routes tokens but is not listed: left out and reported
+  auto s = open_token_jsonl({kFixture}, o, report);
+  EXPECT_EQ(s->manifest().layers, (std::vector<int>{3, 1}));
+  EXPECT_EQ(drain(*s).size(), 6u);
+  bool left_out = false, tokens = false;
+  for (const auto& l : report.assumed)
+    left_out |= l.find("layers 2 route tokens but are not in --layers") == 0;
+  // Batches of 24, 28 and 32 tokens: 84 tokens, not 84 x 4 layers.
+  for (const auto& l : report.found) tokens |= l.find(", 84 tokens, 3 batches") != std::string::npos;
+  EXPECT_TRUE(left_out);
+  EXPECT_TRUE(tokens) << report.found[0];
+}
+
+TEST(ImportJsonl, WithoutOriginRowsComposes) {
+  // Objects without origin_rows: each batch is a sequence of 10, 13, 16 tokens; layer 0 holds the hook's
+  // zero-filled [0, 0] rows (dense: dropped, its tokens kept).
+  const std::string file = std::string(RACKEP_SOURCE_DIR) + "/tests/fixtures/import/jsonl/no_origin.jsonl";
+  ImportReport report;
+  ImportOptions o;
+  o.num_experts = 16;
+  test::expect_input_error([&] { open_token_jsonl({file}, o, report); }, "--ranks", "--ranks");
+  o.num_ranks = 2;
+  o.tokens_per_rank = 9;
+  o.policy = "pack";
+  auto s = open_token_jsonl({file}, o, report);
+  EXPECT_EQ(s->manifest().layers, (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(s->manifest().num_ranks, 2);
+  const auto recs = drain(*s);
+  ASSERT_EQ(recs.size(), 2u * 3u);  // 39 tokens fill 2 microbatches of 2 x 9
+  for (const TraceRecord& r : recs) EXPECT_EQ(r.loads.source_totals(), (std::vector<int64_t>{18, 18}));
+  bool dense = false;
+  for (const auto& l : report.assumed) dense |= l.find("layers 0 route no token: dense, dropped") == 0;
+  EXPECT_TRUE(dense);
+}
+
 TEST(ImportJsonl, BadInput) {
   test::TempDir tmp;
   ImportReport report;
   ImportOptions model;
-  model.layers = {1, 2};  // layer 3 routes tokens but is outside the model
-  test::expect_input_error([&] { open_token_jsonl({kFixture}, model, report); }, "routing.jsonl:", "layer");
+  model.layers = {1, 4};  // layer 4 is not in the data
+  test::expect_input_error([&] { open_token_jsonl({kFixture}, model, report); }, "--layers", "--layers");
   const std::string f = tmp.path("bad.jsonl");
   auto expect = [&](const std::string& line, const std::string& field) {
     test::write_bytes(f, R"({"layer":1,"batch_id":0,"origin_rows":[0,1],"topk_experts":[[0,1],[2,3]]})"
@@ -102,7 +141,8 @@ TEST(ImportJsonl, BadInput) {
   expect("{\"layer\":1,", "json");
   expect(R"({"layer":2,"batch_id":0,"origin_rows":[0],"topk_experts":[[0,1],[2,3]]})", "topk_experts");
   expect(R"({"layer":2,"batch_id":0,"origin_rows":[0,1],"topk_experts":[[0,1],[2]]})", "topk_experts");
-  expect(R"({"layer":2,"batch_id":0,"origin_rows":[0,1],"topk_experts":[[0,0],[2,3]]})", "topk_experts");
+  expect(R"({"layer":2,"batch_id":0,"origin_rows":[0,1],"topk_experts":[[1,1],[2,3]]})", "topk_experts");
+  expect(R"({"layer":2,"batch_id":0,"topk_experts":[[0,1],[2,3]]})", "origin_rows");  // mixed modes
   expect(R"({"layer":2,"batch_id":0,"origin_rows":[0,1],"topk_experts":[[0,-3],[2,3]]})", "topk_experts");
   expect(R"({"layer":2,"batch_id":0,"origin_rows":[0,-1],"topk_experts":[[0,1],[2,3]]})", "origin_rows");
   expect(R"({"layer":1,"batch_id":0,"origin_rows":[0,1],"topk_experts":[[0,1],[2,3]]})", "batch_id");

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "test_util.hpp"
 #include "traces/import_sglang.hpp"
@@ -63,6 +65,93 @@ TEST(ImportSglang, PerPassStatAndCsvAgree) {
   }
 }
 
+TEST(ImportSglang, PerTokenWithoutGlobalPhysicalCount) {
+  // Older per_token dumps: counted from topk_ids_of_layer [4, T, 8] (physical ids, -1 padding).
+  ImportReport report;
+  auto s = open_sglang_recording({kDir + "/per_token_old"}, top2(), report);
+  EXPECT_EQ(s->manifest().num_ranks, 2);
+  EXPECT_EQ(s->manifest().num_experts, 16);
+  EXPECT_EQ(s->manifest().layers, (std::vector<int>{1, 2, 3}));  // layer 0: all -1, dense
+  const auto recs = drain(*s);
+  ASSERT_EQ(recs.size(), 6u);  // 2 forward passes x 3 layers
+  // Rank r routes 6 + 2r + pass tokens x top-2 in every MoE layer.
+  for (const TraceRecord& r : recs)
+    EXPECT_EQ(r.loads.source_totals(),
+              (std::vector<int64_t>{2 * (6 + r.microbatch), 2 * (8 + r.microbatch)}));
+  bool said = false;
+  for (const auto& l : report.assumed) said |= l.find("counted from topk_ids_of_layer") != std::string::npos;
+  EXPECT_TRUE(said);
+}
+
+TEST(ImportSglang, SeveralDumps) {
+  ImportReport report;
+  test::expect_input_error([&] { open_sglang_recording({kDir + "/two_dumps"}, top2(), report); }, "two_dumps",
+                           "dump");
+  ImportOptions one = top2();
+  one.dump = "1700000500";
+  auto s = open_sglang_recording({kDir + "/two_dumps"}, one, report);
+  auto recs = drain(*s);
+  ASSERT_EQ(recs.size(), 6u);
+  EXPECT_EQ(recs.front().microbatch, 2);
+  ImportOptions merge = top2();
+  merge.merge_dumps = true;
+  recs = drain(*open_sglang_recording({kDir + "/two_dumps"}, merge, report));
+  ASSERT_EQ(recs.size(), 12u);  // passes 0..3 x 3 MoE layers
+  for (const TraceRecord& r : recs) EXPECT_EQ(r.loads.source_totals(), (std::vector<int64_t>{24, 24}));
+  one.dump = "42";
+  test::expect_input_error([&] { open_sglang_recording({kDir + "/two_dumps"}, one, report); }, "--dump",
+                           "--dump");
+}
+
+TEST(ImportSglang, LegacyTorchSaveIsNamed) {
+  ImportReport report;
+  try {
+    open_sglang_recording({kDir + "/legacy"}, top2(2), report);
+    FAIL() << "a legacy torch.save file was accepted";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.field(), "format");
+    EXPECT_NE(std::string(e.what()).find("legacy (non-zip) torch.save"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ImportSglang, ReturnedRoutedExpertsAndInitLocation) {
+  // /generate responses: meta_info.routed_experts = raw int32 [prompt + completion - 1, 4 layers, k].
+  ImportReport report;
+  ImportOptions o = top2();
+  o.num_experts = 16;
+  o.num_ranks = 1;
+  o.tokens_per_rank = 5;
+  auto s = open_sglang_recording({kDir + "/responses.jsonl"}, o, report);
+  EXPECT_EQ(s->manifest().layers, (std::vector<int>{1, 2, 3}));  // layer 0: all-zero rows, dense
+  int64_t tokens = 0;
+  for (const TraceRecord& r : drain(*s)) {
+    EXPECT_EQ(r.loads.total(), 5 * 2);
+    tokens += r.layer == 1 ? 5 : 0;
+  }
+  std::istringstream in(test::read_bytes(kDir + "/responses.jsonl"));
+  int64_t want = 0;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line)["meta_info"];
+    want += j["prompt_tokens"].get<int64_t>() + j["completion_tokens"].get<int64_t>() - 1;
+  }
+  EXPECT_EQ(tokens, want / 5 * 5);
+  ImportOptions no_k = o;
+  no_k.top_k = 0;
+  test::expect_input_error([&] { open_sglang_recording({kDir + "/responses.jsonl"}, no_k, report); },
+                           "--top-k", "--top-k");
+  // --init-expert-location JSON: {"logical_count": [4][16]}, global, spread over --ranks.
+  ImportOptions g = top2(4);
+  auto loc = open_sglang_recording({kDir + "/init_location.json"}, g, report);
+  const auto recs = drain(*loc);
+  ASSERT_EQ(recs.size(), 3u);
+  const auto j = nlohmann::json::parse(test::read_bytes(kDir + "/init_location.json"))["logical_count"];
+  for (const TraceRecord& r : recs) {
+    std::vector<int64_t> col(16);
+    for (int e = 0; e < 16; ++e) col[e] = j[r.layer][e].get<int64_t>();
+    EXPECT_EQ(r.loads.expert_totals(), col);
+  }
+}
+
 TEST(ImportSglang, PickleAllowList) {
   test::expect_input_error([] { TorchFile f(kDir + "/evil.pt"); }, "evil.pt", "pickle");
   try {
@@ -93,9 +182,9 @@ TEST(ImportSglang, BadInput) {
   test::expect_input_error([&] { open_sglang_recording({kDir + "/stat"}, top2(), report); }, "--ranks",
                            "--ranks");
   ImportOptions model = top2();
-  model.layers = {1, 2};
-  test::expect_input_error([&] { open_sglang_recording({kDir + "/per_pass"}, model, report); },
-                           "recorder_1700000000_0", "layers");
+  model.layers = {1, 2, 7};  // the dumps hold layers 0..3
+  test::expect_input_error([&] { open_sglang_recording({kDir + "/per_pass"}, model, report); }, "--layers",
+                           "--layers");
   ImportOptions rep = top2();
   rep.replication = 2;  // the two ranks hold different tokens
   test::expect_input_error([&] { open_sglang_recording({kDir + "/per_pass"}, rep, report); },

@@ -3,6 +3,7 @@
 // shapes, missing keys, layers outside the model), each with the file and field named and nothing written.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -95,17 +96,129 @@ TEST(ImportTrtllm, RoundTripIsIdentity) {
   for (size_t i = 0; i < read.size(); ++i) EXPECT_EQ(read[i].loads, want[i].loads);
 }
 
+const std::string kFix = std::string(RACKEP_SOURCE_DIR) + "/tests/fixtures/import";
+
+// The values of tensor `key` of a safetensors file, read straight from its header (test oracle).
+std::vector<int64_t> tensor_of(const std::string& path, const std::string& key) {
+  const std::string bytes = test::read_bytes(path);
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  const nlohmann::json h = nlohmann::json::parse(bytes.substr(8, n));
+  const auto& t = h.at(key);
+  const size_t begin = 8 + n + t["data_offsets"][0].get<size_t>(),
+               end = 8 + n + t["data_offsets"][1].get<size_t>();
+  const size_t width = t["dtype"] == "I64" ? 8 : 4;
+  std::vector<int64_t> out;
+  for (size_t at = begin; at < end; at += width) {
+    int64_t v = 0;
+    if (width == 8)
+      std::memcpy(&v, bytes.data() + at, 8);
+    else {
+      int32_t w = 0;
+      std::memcpy(&w, bytes.data() + at, 4);
+      v = w;
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+TEST(ImportTrtllm, FinalIterationMissingOnSomeRanks) {
+  // Ranks 2 and 3 stopped before iteration 12: iterations 10 and 11 are kept, 12 dropped and said so.
+  ImportReport report;
+  auto s = open_trtllm_stats(kFix + "/trtllm_partial", {}, report);
+  const auto recs = drain(*s);
+  ASSERT_EQ(recs.size(), 6u);
+  EXPECT_EQ(recs.back().microbatch, 11);
+  bool said = false;
+  for (const auto& l : report.assumed) said |= l.find("1 final iteration(s) (12)") == 0;
+  EXPECT_TRUE(said);
+  // Every row equals its rank's file.
+  for (const TraceRecord& r : recs)
+    for (int rank = 0; rank < 4; ++rank) {
+      const auto want = tensor_of(kFix + "/trtllm_partial/rank" + std::to_string(rank) + ".safetensors",
+                                  std::to_string(r.microbatch) + "_" + std::to_string(r.layer));
+      for (int e = 0; e < 16; ++e) EXPECT_EQ(r.loads.at(rank, e), want[static_cast<size_t>(e)]);
+    }
+}
+
+TEST(ImportTrtllm, LoadBalancerSlotsMapToExperts) {
+  const std::string dir = kFix + "/trtllm_eplb";
+  ImportReport report;
+  ImportOptions o;
+  o.placement = dir + "/moe_load_balancer.yaml";
+  auto s = open_trtllm_stats(dir, o, report);
+  EXPECT_EQ(s->manifest().num_experts, 16);  // 20 slots, experts 0..3 twice
+  const auto recs = drain(*s);
+  ASSERT_EQ(recs.size(), 9u);
+  for (const TraceRecord& r : recs) {
+    EXPECT_EQ(r.loads.source_totals(), (std::vector<int64_t>{48, 48}));
+    for (int rank = 0; rank < 2; ++rank) {  // slot s holds expert s (s < 16) or s - 16 (the placement)
+      const auto slots = tensor_of(dir + "/rank" + std::to_string(rank) + ".safetensors",
+                                   std::to_string(r.microbatch) + "_" + std::to_string(r.layer));
+      ASSERT_EQ(slots.size(), 20u);
+      for (int e = 0; e < 16; ++e)
+        EXPECT_EQ(r.loads.at(rank, e), slots[e] + (e < 4 ? slots[16 + e] : 0)) << e;
+    }
+  }
+  // Without the placement, --experts 16 < 20 recorded ids is refused with the reason.
+  ImportOptions no_map;
+  no_map.num_experts = 16;
+  test::expect_input_error([&] { open_trtllm_stats(dir, no_map, report); }, "meta_info.json", "num_experts");
+  // A placement that moves experts during the run cannot map slots.
+  test::TempDir tmp;
+  const std::string moving = tmp.path("lb.yaml");
+  std::string text = test::read_bytes(o.placement);
+  text.replace(text.find("layer_updates_per_iter: 0"), 25, "layer_updates_per_iter: 2");
+  test::write_bytes(moving, text);
+  ImportOptions dyn;
+  dyn.placement = moving;
+  test::expect_input_error([&] { open_trtllm_stats(dir, dyn, report); }, "lb.yaml", "layer_updates_per_iter");
+}
+
+TEST(ImportTrtllm, RawTokenSelectedExperts) {
+  // rank{r}_raw.safetensors: [tokens, 2] ids per key; rows are their bincounts, T the most tokens of a rank.
+  ImportReport report;
+  auto s = open_trtllm_stats(kFix + "/trtllm_raw", {}, report);
+  const auto recs = drain(*s);
+  ASSERT_EQ(recs.size(), 9u);
+  int64_t max_tokens = 0;
+  for (const TraceRecord& r : recs) {
+    for (int rank = 0; rank < 2; ++rank) {  // row = bincount of the raw ids
+      const auto ids = tensor_of(kFix + "/trtllm_raw/rank" + std::to_string(rank) + "_raw.safetensors",
+                                 std::to_string(r.microbatch) + "_" + std::to_string(r.layer));
+      std::vector<int32_t> want(16, 0);
+      for (int64_t e : ids) ++want[static_cast<size_t>(e)];
+      for (int e = 0; e < 16; ++e) EXPECT_EQ(r.loads.at(rank, e), want[e]);
+    }
+    for (int64_t t : r.loads.source_totals()) {
+      EXPECT_EQ(t % 2, 0);
+      EXPECT_GE(t, 20);  // 10..20 tokens x top-2
+      EXPECT_LE(t, 40);
+      max_tokens = std::max(max_tokens, t / 2);
+    }
+  }
+  EXPECT_EQ(s->manifest().tokens_per_rank, max_tokens);
+}
+
 TEST(ImportTrtllm, LayerMappingAndReplication) {
   ImportReport report;
   ImportOptions o;
-  o.layers = {3, 2, 1, 0};  // layer 0 is dense (not recorded): reported as missing
+  o.layers = {3, 2, 1};
   auto s = open_trtllm_stats(kFixture, o, report);
   EXPECT_EQ(s->manifest().layers, (std::vector<int>{3, 2, 1}));
   const auto recs = drain(*s);
   EXPECT_EQ(recs[0].layer, 3);
-  // A layer outside the model routes tokens -> error naming the file and the key.
+  // A listed layer the recording does not hold (layer 0 is dense: not recorded) -> error.
+  o.layers = {3, 2, 1, 0};
+  test::expect_input_error([&] { open_trtllm_stats(kFixture, o, report); }, "--layers", "--layers");
+  // Unlisted layers are left out, and said so.
   o.layers = {1, 2};
-  test::expect_input_error([&] { open_trtllm_stats(kFixture, o, report); }, "rank0.safetensors", "key 10_3");
+  ImportReport picked;
+  EXPECT_EQ(drain(*open_trtllm_stats(kFixture, o, picked)).size(), 6u);
+  bool said = false;
+  for (const auto& l : picked.assumed) said |= l.find("layers 3 route tokens but are not in --layers") == 0;
+  EXPECT_TRUE(said);
   // --replication 2 on ranks that differ is an error naming the file.
   ImportOptions rep;
   rep.replication = 2;

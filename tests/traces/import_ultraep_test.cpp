@@ -74,13 +74,33 @@ TEST(ImportUltraep, Fixture) {
   EXPECT_EQ(open_ultraep_profile(kDir, wide, r2)->manifest().num_ranks, 8);
 }
 
+TEST(ImportUltraep, RecordsOutOfOrderAreOrdered) {
+  // Interleaved microbatches within chunk 0 and (layer 3, microbatch 1) written late into chunk 1.
+  const std::string dir = std::string(RACKEP_SOURCE_DIR) + "/tests/fixtures/import/ultraep_ooo";
+  ImportReport report;
+  auto s = open_ultraep_profile(dir, top2(), report);
+  const auto recs = drain(*s);
+  ASSERT_EQ(recs.size(), 9u);
+  for (size_t i = 0; i < recs.size(); ++i) {
+    EXPECT_EQ(recs[i].microbatch, static_cast<int64_t>(i / 3));
+    EXPECT_EQ(recs[i].layer, static_cast<int>(i % 3) + 1);
+    EXPECT_EQ(recs[i].loads.total(), 64 * 2);  // 64 tokens x top-2 per record
+  }
+  bool said = false;
+  for (const auto& l : report.assumed) said |= l.find("ordered by (microbatch, layer)") != std::string::npos;
+  EXPECT_TRUE(said);
+  ImportOptions layer2 = top2();
+  layer2.layers = {2};
+  EXPECT_EQ(drain(*open_ultraep_profile(dir, layer2, report)).size(), 3u);
+}
+
 TEST(ImportUltraep, BadInput) {
   test::TempDir tmp;
   ImportReport report;
   test::expect_input_error([&] { open_ultraep_profile(kDir, {}, report); }, "--top-k", "--top-k");
   ImportOptions model = top2();
-  model.layers = {1, 2};
-  test::expect_input_error([&] { open_ultraep_profile(kDir, model, report); }, "chunk000000.npz", "layers");
+  model.layers = {1, 2, 5};  // layer 5 is not in the recording
+  test::expect_input_error([&] { open_ultraep_profile(kDir, model, report); }, "--layers", "--layers");
   const std::string d = tmp.path("in");
   auto fresh = [&] {
     fs::remove_all(d);

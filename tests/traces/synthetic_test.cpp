@@ -1,4 +1,4 @@
-// The Zipf model (ALGORITHMS.md §2.9, TV-K), the seeded RNG and the synthetic generators.
+// The Zipf model (docs/ALGORITHMS.md §2.9, TV-K), the seeded RNG and the synthetic generators.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -1,5 +1,7 @@
-// File: core/lplb.hpp
-// DeepSeek LPLB (ALGORITHMS.md §5): a static redundancy topology plus, every batch, one small linear
+// File: lplb/lplb.hpp
+// rackep::lplb: the LPLB balancer, in its own target because it links GLPK (GPL-3); rackep::core carries no
+// GPL dependency. Call rackep::register_lplb_balancer() once to make "lplb" known to make_balancer().
+// DeepSeek LPLB (docs/ALGORITHMS.md §5): a static redundancy topology plus, every batch, one small linear
 // program per group of ranks that decides what fraction of each replicated expert set stays on the original.
 //   - Topology r2o[g][d]: rank i's direction-d redundant slots hold copies of the direction-d experts of
 //     group rank r2o[i][d]. Presets Cube8P2E, Ring8P, Hypercube16P2E (LPLB tests/utils.py); any other
@@ -158,5 +160,8 @@ class LplbBalancer : public Balancer {
 };
 
 std::unique_ptr<Balancer> make_lplb_balancer(const ClusterShape& shape, const BalancerOptions& options);
+
+/// Registers make_lplb_balancer under the name "lplb" in core's balancer registry (idempotent).
+void register_lplb_balancer();
 
 }  // namespace rackep

@@ -1,4 +1,4 @@
-#include "core/lplb.hpp"
+#include "lplb/lplb.hpp"
 
 #include <glpk.h>
 
@@ -389,6 +389,10 @@ PlanResult LplbBalancer::plan(const LoadMatrix& loads, const StepContext& ctx) {
 
 std::unique_ptr<Balancer> make_lplb_balancer(const ClusterShape& shape, const BalancerOptions& options) {
   return std::make_unique<LplbBalancer>(shape, options.lplb);
+}
+
+void register_lplb_balancer() {
+  register_balancer("lplb", make_lplb_balancer);
 }
 
 }  // namespace rackep
