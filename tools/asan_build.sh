@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configures (once) and builds build-asan/: clang, AddressSanitizer + UndefinedBehaviorSanitizer (any UB
-# aborts), libFuzzer coverage, CUDA off. Used by tools/test.sh (the whole suite) and tools/fuzz.sh.
+# aborts), libFuzzer coverage, CUDA off, no Python module (an instrumented module cannot load into
+# Debian's uninstrumented python3). Used by tools/test.sh (the whole suite) and tools/fuzz.sh.
 #   bash tools/asan_build.sh [TARGET...]     # default: everything (tests, rackep, fuzz harnesses)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,7 +12,7 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
   # -O1 with line tables: reports with file:line at half the compile time of -O2 -g.
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=None "-DCMAKE_CXX_FLAGS=-O1 -gline-tables-only" \
     -DRACKEP_ENABLE_CUDA=OFF -DCMAKE_CXX_COMPILER=clang++ -DRACKEP_SANITIZE=ON -DRACKEP_FUZZ=ON \
-    -DRACKEP_BUILD_BENCHMARKS=OFF "${launcher[@]}" >&2
+    -DRACKEP_BUILD_BENCHMARKS=OFF -DRACKEP_BUILD_PYTHON=OFF "${launcher[@]}" >&2
 fi
 targets=()
 for t in "$@"; do targets+=(--target "$t"); done
