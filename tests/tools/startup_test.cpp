@@ -33,7 +33,8 @@ TEST(Startup, CpuCommandLoadsNoCudaLibrary) {
 TEST(Startup, GpuCommandsAreForwardedToRackepGpu) {
   const auto help = run_rackep("run-layer --help");
   EXPECT_EQ(help.exit_code, 0) << help.text();
-  EXPECT_NE(help.text().find("--balancer"), std::string::npos) << help.text();  // rackep-gpu's own option list
+  // rackep-gpu's own option list
+  EXPECT_NE(help.text().find("--balancer"), std::string::npos) << help.text();
   const auto bench = run_rackep("bench kernels --help");
   EXPECT_EQ(bench.exit_code, 0) << bench.text();
   EXPECT_NE(bench.text().find("--repeats"), std::string::npos) << bench.text();
