@@ -4,10 +4,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <type_traits>
 
 #include "core/error.hpp"
+#include "core/input_limits.hpp"
 
 namespace rackep::config {
 namespace {
@@ -458,9 +460,12 @@ void load_config_json(const json& j, ExperimentConfig& c, const std::string& sou
 void load_config_file(const std::string& path, ExperimentConfig& c) {
   std::ifstream in(path);
   if (!in) throw InputError(path, "(file)", "cannot open the config file");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw InputError(path, "(file)", "read error");
+  check_json_depth(text, path);
   json j;
   try {
-    j = json::parse(in);
+    j = json::parse(text);
   } catch (const json::exception& e) {
     throw InputError(path, "(json)", std::string("not valid JSON: ") + e.what());
   }

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "core/error.hpp"
+#include "core/output_file.hpp"
 #include "report/svg.hpp"
 
 namespace rackep::report {
@@ -377,12 +378,10 @@ std::string sweep_page(const json& sweep) {
   return page("rackep sweep", "what-if grid, one simulation per configuration", facts, sections);
 }
 
-void write_report(const std::string& path, const std::string& html) {
-  std::ofstream out(path, std::ios::binary);
-  if (!out) throw InputError("--report", path, "cannot open for writing");
-  out << html;
-  out.close();
-  if (!out) throw InputError("--report", path, "write failed");
+void write_report(const std::string& path, const std::string& html, bool force) {
+  OutputFile out(path, "--report", force);
+  out.write(html);
+  out.commit();
 }
 
 }  // namespace rackep::report

@@ -58,7 +58,8 @@ std::string simulate_page(const nlohmann::json& sim, const nlohmann::json& timel
 /// `sweep` = {"axes": [{"key", "values"}], "runs": [{"values": [...], "ok", "result": <simulate JSON>}]}.
 std::string sweep_page(const nlohmann::json& sweep);
 
-/// The one function that writes a report file. Throws InputError("--report", path, ...) when it cannot.
-void write_report(const std::string& path, const std::string& html);
+/// The one function that writes a report file, atomically through OutputFile (an existing file is refused
+/// unless `force`). Throws InputError naming the path and "--report" when it cannot.
+void write_report(const std::string& path, const std::string& html, bool force = false);
 
 }  // namespace rackep::report

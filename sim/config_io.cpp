@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "core/error.hpp"
+#include "traces/json_input.hpp"
 
 namespace rackep::sim {
 
@@ -19,13 +20,10 @@ nlohmann::json to_json(const Sourced& s) {
 }
 
 nlohmann::json read_json_file(const std::string& path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path, "file", "cannot open");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(path, "file", std::string("invalid JSON: ") + e.what());
-  }
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return parse_json_input<nlohmann::json>(text, path, "file");
 }
 
 std::string data_dir() {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "core/input_limits.hpp"
 
 namespace rackep::sim {
 
@@ -72,7 +73,7 @@ ModelConfig load_model(const std::string& path) {
   m.hidden = root.integer("hidden", 1, 1 << 20);
   m.expert_ffn = root.integer("expert_ffn", 1, 1 << 22);
   m.dense_ffn = root.integer("dense_ffn", 0, 1 << 22);
-  m.num_experts = root.integer("num_experts", 1, 1 << 20);
+  m.num_experts = root.integer("num_experts", 1, kMaxExperts);
   m.num_shared_experts = root.integer("num_shared_experts", 0, 64);
   m.top_k = root.integer("top_k", 1, 1024);
   m.vocab = root.integer("vocab", 1, 1 << 24);

@@ -8,7 +8,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 packages=(cmake g++ make pkg-config libsimgrid-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
           libgtest-dev libbenchmark-dev libglpk-dev zlib1g-dev python3-dev pybind11-dev python3-numpy
-          libopenmpi-dev openmpi-bin)
+          libopenmpi-dev openmpi-bin
+          clang libclang-rt-14-dev)  # clang + compiler-rt: the sanitizer build and fuzzers of tools/test.sh
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

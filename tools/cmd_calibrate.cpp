@@ -13,7 +13,9 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "core/output_file.hpp"
 #include "rackep/config.hpp"
+#include "sim/config_io.hpp"
 #include "tools/commands.hpp"
 #include "tools/gpu_common.hpp"
 #if RACKEP_HAVE_CUDA
@@ -30,6 +32,7 @@ struct CalibrateArgs {
   std::string base;
   double peak_tflops = 0.0;
   int repeats = 20;
+  bool force = false;
 };
 
 #if RACKEP_HAVE_CUDA
@@ -38,21 +41,14 @@ nlohmann::json sourced(double value, const std::string& source) {
 }
 
 nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in.good()) throw InputError("--base", path, "cannot open");
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path, "json", e.what());
-  }
-  return j;
+  if (!std::ifstream(path).good()) throw InputError("--base", path, "cannot open");
+  return sim::read_json_file(path);  // nesting bounded, every error names the file and the key
 }
 
-void write_json(const nlohmann::json& j, const std::string& path) {
-  std::ofstream out(path);
-  if (!out.good()) throw InputError("--out", path, "cannot open for writing");
-  out << j.dump(2) << "\n";
+void write_json(const nlohmann::json& j, const std::string& path, bool force) {
+  OutputFile out(path, "--out", force);
+  out.write(j.dump(2) + "\n");
+  out.commit();
 }
 #endif
 
@@ -98,7 +94,7 @@ void run([[maybe_unused]] const CalibrateArgs& a) {
     u["reroute_per_pair_s"] =
         sourced(std::max(m.reroute_per_pair_s, 0.0), tag + ": reroute kernels, fit over routed pairs");
   }
-  write_json(c, a.out);
+  write_json(c, a.out, a.force);
 
   nlohmann::json raw;
   raw["device"] = m.device;
@@ -118,7 +114,7 @@ void run([[maybe_unused]] const CalibrateArgs& a) {
   raw["planner_s_by_experts"] = series(m.planner_s);
   raw["reroute_s_by_pairs"] = series(m.reroute_s);
   raw["peer_bytes_per_s"] = m.peer_bytes_per_s;
-  write_json(raw, a.out + ".measurements.json");
+  write_json(raw, a.out + ".measurements.json", a.force);
   std::printf("calibration written to %s (raw measurements: %s.measurements.json)\n", a.out.c_str(),
               a.out.c_str());
 #endif
@@ -138,6 +134,7 @@ void add_calibrate_command(CLI::App& app) {
                   "bf16 dense peak of the device (0: from the device type)")
       ->capture_default_str();
   cmd->add_option("--repeats", args->repeats, "timed repetitions per point")->capture_default_str();
+  cmd->add_flag("--force", args->force, "replace an existing --out file (and its .measurements.json)");
   cmd->callback([args] { run(*args); });
 }
 

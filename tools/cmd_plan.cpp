@@ -25,6 +25,7 @@ struct PlanArgs {
   bool per_record = false;
   std::string report;
   bool no_timing = false;
+  bool force = false;
 };
 
 // The model whose expert sizes price weight_sync: --model, else the model the trace records (a bundled
@@ -103,7 +104,7 @@ void run_plan(const PlanArgs& a) {
   // --json and --report share one object; the page's heatmaps need the per-record arrays.
   const nlohmann::ordered_json j = plan_report_json(report, !a.no_timing, a.per_record || !a.report.empty());
   if (!a.report.empty()) {
-    report::write_report(a.report, report::plan_page(nlohmann::json::parse(j.dump())));
+    report::write_report(a.report, report::plan_page(nlohmann::json::parse(j.dump())), a.force);
     logger("tools")->info("report written to {}", a.report);
   }
   if (a.json) {
@@ -128,6 +129,7 @@ void add_plan_command(CLI::App& app) {
                 "with --json: add per-record imbalance and replicas (\"records\", balancers[].per_record)");
   cmd->add_option("--report", args->report,
                   "write a self-contained HTML page with charts (balance, heatmaps, replicas per layer)");
+  cmd->add_flag("--force", args->force, "replace an existing --report file");
   cmd->callback([args] { run_plan(*args); });
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/output_file.hpp"
 #include "report/html_report.hpp"
 #include "sim/experiment_config.hpp"
 #include "sim/report.hpp"
@@ -25,6 +26,7 @@ struct SimulateArgs {
   bool host_planner_time = false;
   std::string timeline;
   std::string dump_topology;
+  bool force = false;
   std::string report;
 };
 
@@ -37,27 +39,23 @@ class TeeSink final : public sim::TimelineSink {
   }
 };
 
-void write_file(const std::string& path, const std::string& flag, const std::string& text) {
-  std::ofstream out(path);
-  if (!out) throw InputError(flag, path, "cannot open for writing");
-  out << text;
-  if (!out) throw InputError(flag, path, "write failed");
-}
-
 void run_simulate(const SimulateArgs& a) {
   const config::ExperimentConfig exp = resolve_config(a.cli, config::kSimulate);
   sim::SimConfig config = sim::to_sim_config(exp);
   config.measure_host_planner = a.host_planner_time;
   auto log = logger("sim");
-  std::unique_ptr<std::ofstream> timeline_file;
+  // Outputs are opened (and an existing file refused) before the run, written beside their targets and
+  // renamed into place only when complete (core/output_file.hpp).
+  std::unique_ptr<OutputFile> timeline_file, topology_file;
+  if (!a.dump_topology.empty())
+    topology_file = std::make_unique<OutputFile>(a.dump_topology, "--dump-topology", a.force);
   std::unique_ptr<sim::ChromeTraceWriter> timeline;
   sim::SimHooks hooks;
   TeeSink tee;
   report::TimelineExcerpt excerpt;
   if (!a.timeline.empty()) {
-    timeline_file = std::make_unique<std::ofstream>(a.timeline);
-    if (!*timeline_file) throw InputError("--timeline", a.timeline, "cannot open for writing");
-    timeline = std::make_unique<sim::ChromeTraceWriter>(*timeline_file);
+    timeline_file = std::make_unique<OutputFile>(a.timeline, "--timeline", a.force);
+    timeline = std::make_unique<sim::ChromeTraceWriter>(timeline_file->stream());
     tee.sinks.push_back(timeline.get());
   }
   if (!a.report.empty()) tee.sinks.push_back(&excerpt);
@@ -75,16 +73,18 @@ void run_simulate(const SimulateArgs& a) {
   for (const auto& note : report.inputs["notes"]) log->warn("{}", note.get<std::string>());
   if (timeline) {
     timeline->finish();
+    timeline_file->commit();
     log->info("timeline written to {} (open it in ui.perfetto.dev)", a.timeline);
   }
   if (!a.dump_topology.empty()) {
-    write_file(a.dump_topology, "--dump-topology", report.platform.dump(2) + "\n");
+    topology_file->write(report.platform.dump(2) + "\n");
+    topology_file->commit();
     log->info("platform written to {}", a.dump_topology);
   }
   nlohmann::json j = sim::report_to_json(report);
   j["config"] = config::to_json(exp, config::kSimulate);  // re-run with --config
   if (!a.report.empty()) {
-    report::write_report(a.report, report::simulate_page(j, excerpt.to_json()));
+    report::write_report(a.report, report::simulate_page(j, excerpt.to_json()), a.force);
     log->info("report written to {}", a.report);
   }
   if (a.json) {
@@ -115,6 +115,7 @@ void add_simulate_command(CLI::App& app) {
                   "write a self-contained HTML page with charts (% of ideal, step split, timeline excerpt)");
   cmd->add_option("--dump-topology", args->dump_topology,
                   "write the topology (with sources) and the SimGrid platform that was built to this file");
+  cmd->add_flag("--force", args->force, "replace existing --timeline / --dump-topology / --report files");
   cmd->callback([args] { run_simulate(*args); });
 }
 

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/output_file.hpp"
 #include "core/progress.hpp"
 #include "report/html_report.hpp"
 #include "sim/experiment_config.hpp"
@@ -39,6 +40,7 @@ struct SweepArgs {
   std::vector<std::string> grid;
   int jobs = 1;
   std::string csv;
+  bool force = false;
   bool json = false;
   std::string report;
 };
@@ -180,6 +182,10 @@ void run_sweep(const SweepArgs& a) {
     size = job->size();
   }
 #endif
+  // Opened (an existing file refused) before the first run; renamed into place when complete. Process 0
+  // writes the outputs for the job.
+  std::unique_ptr<OutputFile> csv_file;
+  if (!a.csv.empty() && rank == 0) csv_file = std::make_unique<OutputFile>(a.csv, "--csv", a.force);
   const std::filesystem::path dir = std::filesystem::temp_directory_path() /
                                     ("rackep-sweep-" + std::to_string(getpid()) + "-" + std::to_string(rank));
   std::filesystem::create_directories(dir);
@@ -291,13 +297,12 @@ void run_sweep(const SweepArgs& a) {
   else
     std::cout << table.str();
   if (!a.report.empty()) {
-    report::write_report(a.report, report::sweep_page(sweep_json));
+    report::write_report(a.report, report::sweep_page(sweep_json), a.force);
     log->info("sweep: report written to {}", a.report);
   }
   if (!a.csv.empty()) {
-    std::ofstream out(a.csv);
-    if (!out) throw InputError("--csv", a.csv, "cannot open for writing");
-    out << csv.str();
+    csv_file->write(csv.str());
+    csv_file->commit();
     log->info("sweep: CSV written to {}", a.csv);
   }
   if (failures > 0) throw RuntimeError(std::to_string(failures) + " sweep configuration(s) failed");
@@ -322,6 +327,7 @@ void add_sweep_command(CLI::App& app) {
   cmd->add_flag("--json", args->json,
                 "print {axes, runs: [{values, ok, result: simulate JSON}]} instead of the table");
   cmd->add_option("--report", args->report, "write a self-contained HTML page with the sweep curves");
+  cmd->add_flag("--force", args->force, "replace existing --csv / --report files");
   cmd->callback([args] { run_sweep(*args); });
 }
 

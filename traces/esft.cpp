@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/input_limits.hpp"
 
 namespace rackep {
 namespace fs = std::filesystem;
@@ -185,9 +186,10 @@ std::string read_text(const fs::path& p) {
 TokenRouting read_esft(const std::vector<std::string>& task_dirs, const EsftOptions& options) {
   if (task_dirs.empty())
     throw InputError("--from esft", "task directory", "give at least one task directory");
-  if (options.num_experts <= 0 || options.num_experts > 65536 || options.top_k <= 0 ||
+  if (options.num_experts <= 0 || options.num_experts > kMaxExperts || options.top_k <= 0 ||
       options.top_k > options.num_experts)
-    throw InputError("esft options", "num_experts", "needs 0 < top_k <= num_experts <= 65536");
+    throw InputError("esft options", "num_experts",
+                     "needs 0 < top_k <= num_experts <= " + std::to_string(kMaxExperts));
   std::vector<int> layers = options.layers;
   if (layers.empty())
     for (int l = kFirstMoeLayer; l <= kLastMoeLayer; ++l) layers.push_back(l);

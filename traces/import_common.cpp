@@ -84,27 +84,7 @@ bool RecordListStream::next(TraceRecord& record) {
 
 TraceManifest write_trace_atomic(RecordStream& in, const std::string& dir, TraceWriterOptions options,
                                  const std::vector<std::pair<std::string, std::string>>& side_files) {
-  std::error_code ec;
-  if (fs::exists(fs::symlink_status(dir, ec)))
-    throw InputError(dir, "output", "already exists; refusing to overwrite (choose a new path)");
-  fs::path target(dir);
-  if (target.filename().empty()) target = target.parent_path();  // "out/" -> "out"
-  const fs::path temp =
-      target.parent_path() / (target.filename().string() + ".partial-" + std::to_string(::getpid()));
-  fs::remove_all(temp, ec);
-  try {
-    TraceWriter w(temp.string(), in.manifest(), options);
-    for (const auto& [name, text] : side_files) w.add_side_file(name, text);
-    TraceRecord r;
-    while (in.next(r)) w.append(r);
-    TraceManifest done = w.close();
-    fs::rename(temp, target, ec);
-    if (ec) throw InputError(dir, "output", "cannot rename the finished trace into place: " + ec.message());
-    return done;
-  } catch (...) {
-    fs::remove_all(temp, ec);
-    throw;
-  }
+  return write_trace(in, dir, options, side_files);
 }
 
 MappedFile::MappedFile(std::string path) : path_(std::move(path)) {

@@ -91,10 +91,9 @@ class RecordListStream final : public RecordStream {
   size_t next_ = 0;
 };
 
-/// Writes `in` as a canonical trace at `dir` (which must not exist) together with `side_files`. Everything
-/// is written into a temporary directory "<dir>.partial-<pid>" beside it that is renamed to `dir` only after
-/// close(); on any error the temporary directory is removed and the error rethrown, so nothing partial is
-/// left.
+/// Writes `in` as a canonical trace at `dir` (which must not exist) together with `side_files`: the same as
+/// write_trace (traces/trace_writer.hpp), which writes through OutputDir (core/output_file.hpp) into a hidden
+/// temporary beside `dir`, renamed only when complete; on an error or SIGINT/SIGTERM nothing partial is left.
 TraceManifest write_trace_atomic(RecordStream& in, const std::string& dir, TraceWriterOptions options,
                                  const std::vector<std::pair<std::string, std::string>>& side_files = {});
 

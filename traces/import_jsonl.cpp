@@ -10,6 +10,8 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/input_limits.hpp"
+#include "core/output_file.hpp"
 #include "traces/composer.hpp"
 
 namespace rackep {
@@ -217,6 +219,7 @@ class JsonlStream final : public RecordStream {
     std::string line;
     if (!in_ || !std::getline(in_, line))
       throw InputError(b.where, "file", "cannot re-read: the file changed");
+    check_json_depth(line, b.where);
     const Json obj = Json::parse(line, nullptr, false);
     if (obj.is_discarded() || !obj.is_object()) throw InputError(b.where, "file", "changed while importing");
     Stats scratch;
@@ -262,6 +265,7 @@ std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& f
       next_offset += static_cast<int64_t>(line.size()) + 1;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       const std::string where = path + ":" + std::to_string(line_no);
+      check_json_depth(line, where);
       const Json obj = Json::parse(line, nullptr, false);
       if (obj.is_discarded() || !obj.is_object()) throw InputError(where, "json", "not a JSON object");
       Batch b;
@@ -328,6 +332,7 @@ std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& f
   for (const Batch& b : batches) filter.observe(b.layer, b.routed);
   const std::vector<int> layers = filter.kept(files.front());
   TraceManifest m;
+  m.provenance_json = "{}";  // set below; the shape is validated before any record is allocated
   m.num_ranks = o.num_ranks > 0 ? o.num_ranks : st.max_row + 1;
   m.num_experts = o.num_experts > 0 ? o.num_experts : st.max_expert + 1;
   m.top_k = st.top_k;
@@ -338,6 +343,7 @@ std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& f
   m.layers = layers;
   m.tokens_per_rank = o.tokens_per_rank > 0 ? o.tokens_per_rank : std::max<int64_t>(1, st.max_tokens);
   m.model = o.model.empty() ? "per-token JSONL (" + files.front() + ")" : o.model;
+  m.validate(files.front());
 
   std::vector<size_t> order;
   for (size_t i = 0; i < batches.size(); ++i)
@@ -396,13 +402,9 @@ std::unique_ptr<RecordStream> open_token_jsonl(const std::vector<std::string>& f
 }
 
 void write_token_jsonl(RecordStream& in, const std::string& path) {
-  std::error_code ec;
-  if (fs::exists(fs::symlink_status(path, ec)))
-    throw InputError(path, "output", "already exists; refusing to overwrite (choose a new path)");
-  const std::string temp = path + ".partial-" + std::to_string(::getpid());
-  try {
-    std::ofstream out(temp, std::ios::binary);
-    if (!out) throw InputError(path, "output", "cannot create");
+  OutputFile file(path, "--out", /*force=*/false);  // written beside `path`, renamed when complete
+  std::ostream& out = file.stream();
+  {
     const int k = in.manifest().top_k;
     TraceRecord r;
     std::vector<int> pairs;
@@ -431,14 +433,8 @@ void write_token_jsonl(RecordStream& in, const std::string& path) {
       out << "{\"layer\":" << r.layer << ",\"batch_id\":" << r.microbatch << ",\"origin_rows\":" << rows
           << "],\"topk_experts\":" << experts << "]}\n";
     }
-    out.close();
-    if (!out) throw InputError(path, "output", "write failed");
-    fs::rename(temp, path, ec);
-    if (ec) throw InputError(path, "output", "cannot rename into place: " + ec.message());
-  } catch (...) {
-    fs::remove(temp, ec);
-    throw;
   }
+  file.commit();
 }
 
 }  // namespace rackep

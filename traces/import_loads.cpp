@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/input_limits.hpp"
 #include "traces/npy.hpp"
 #include "traces/pickle_reader.hpp"
 
@@ -33,7 +34,9 @@ void to_3d(Matrix& m, const std::string& path) {
 }
 
 Matrix from_json(const std::string& path) {
-  const Json j = Json::parse(read_file_text(path), nullptr, false);
+  const std::string text = read_file_text(path);
+  check_json_depth(text, path);
+  const Json j = Json::parse(text, nullptr, false);
   if (j.is_discarded()) throw InputError(path, "json", "not JSON");
   Matrix m;
   const Json* a = &j;

@@ -43,6 +43,14 @@ int64_t stoi_field(const std::string& text, const std::string& where, const std:
   return v;
 }
 
+// The rank number in a file name: an integer of at most 2^20.
+int rank_field(const std::string& text, const std::string& path) {
+  const int64_t rank = stoi_field(text, path, "rank");
+  if (rank > (1 << 20))
+    throw InputError(path, "rank", std::to_string(rank) + " in the file name is out of range");
+  return static_cast<int>(rank);
+}
+
 InputFile classify(const std::string& path) {
   static const std::regex csv_re(R"(expert_distribution_rank([0-9]+)_timestamp([0-9.]+)\.csv$)");
   static const std::regex rank_re(R"(expert_distribution_recorder_([0-9.]+)_([0-9]+)\.pt$)");
@@ -53,13 +61,13 @@ InputFile classify(const std::string& path) {
   std::smatch m;
   if (std::regex_search(name, m, csv_re)) {
     f.csv = true;
-    f.rank = std::stoi(m[1].str());
+    f.rank = rank_field(m[1].str(), path);
     f.dump = m[2].str();
   } else if (fs::path(path).extension() == ".csv") {
     throw InputError(path, "rank", "expected expert_distribution_rank{r}_timestamp{t}.csv");
   } else if (std::regex_search(name, m, rank_re)) {
     f.dump = m[1].str();
-    f.rank = std::stoi(m[2].str());
+    f.rank = rank_field(m[2].str(), path);
   } else if (std::regex_search(name, m, stat_re)) {
     f.dump = m[1].str();
   } else {

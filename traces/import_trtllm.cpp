@@ -16,6 +16,8 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/input_limits.hpp"
+#include "core/output_file.hpp"
 
 namespace rackep {
 namespace fs = std::filesystem;
@@ -93,6 +95,7 @@ std::vector<std::pair<Key, TensorRef>> parse_safetensors(const MappedFile& f, bo
   const char* hb = reinterpret_cast<const char*>(f.data()) + 8;
   // NOTE: nlohmann::json (std::map), not ordered_json, whose linear key search makes thousands of keys
   // O(n^2).
+  check_json_depth(std::string_view(hb, static_cast<size_t>(header_bytes)), path);
   const nlohmann::json header =
       nlohmann::json::parse(hb, hb + header_bytes, nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded() || !header.is_object())
@@ -170,22 +173,51 @@ struct Placement {
   int64_t num_slots = -1, updates_per_iter = 0;
 };
 
+// An integer of a placement file (a layer id, num_slots), at most 2^31 - 1.
+int placement_int(const std::string& text, const std::string& where, const std::string& field) {
+  size_t used = 0;
+  long long v = -1;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (text.empty() || used != text.size() || v < 0 || v > INT32_MAX)
+    throw InputError(where, field, "'" + text + "' is not a non-negative integer");
+  return static_cast<int>(v);
+}
+
 Placement read_placement(const std::string& path) {
   const std::string text = read_file_text(path);
   Placement p;
   const size_t first = text.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && text[first] == '{') {  // JSON
+    check_json_depth(text, path);
     const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
     const nlohmann::json* lb = &j;
-    if (!j.is_discarded() && j.contains("moe_config")) lb = &j["moe_config"]["load_balancer"];
+    if (!j.is_discarded() && j.is_object() && j.contains("moe_config")) {
+      const nlohmann::json& mc = j["moe_config"];
+      if (!mc.is_object() || !mc.contains("load_balancer"))
+        throw InputError(path, "moe_config", "has no load_balancer (not a load balancer placement)");
+      lb = &mc["load_balancer"];
+    }
     if (j.is_discarded() || !lb->is_object() || !lb->contains("initial_global_assignments"))
       throw InputError(path, "initial_global_assignments", "missing (not a load balancer placement)");
     for (const auto& [layer, slots] : (*lb)["initial_global_assignments"].items()) {
-      std::vector<int>& v = p.assignments[std::stoi(layer)];
-      for (const auto& e : slots) v.push_back(e.is_number_integer() ? e.get<int>() : -1);
+      std::vector<int>& v = p.assignments[placement_int(layer, path, "initial_global_assignments")];
+      if (!slots.is_array())
+        throw InputError(path, "initial_global_assignments", "layer " + layer + ": not a list");
+      for (const auto& e : slots)
+        v.push_back(e.is_number_integer() && e.get<int64_t>() >= 0 && e.get<int64_t>() < kMaxExperts
+                        ? e.get<int>()
+                        : -1);
     }
-    p.num_slots = lb->value("num_slots", int64_t{-1});
-    p.updates_per_iter = lb->value("layer_updates_per_iter", int64_t{0});
+    try {
+      p.num_slots = lb->value("num_slots", int64_t{-1});
+      p.updates_per_iter = lb->value("layer_updates_per_iter", int64_t{0});
+    } catch (const nlohmann::json::exception&) {
+      throw InputError(path, "num_slots", "num_slots and layer_updates_per_iter must be integers");
+    }
   } else {  // the YAML yaml.safe_dump writes: block or flow lists under initial_global_assignments
     std::istringstream in(text);
     std::string line;
@@ -196,7 +228,11 @@ Placement read_placement(const std::string& path) {
       const size_t ind = line.find_first_not_of(' ');
       if (ind == std::string::npos || line[ind] == '#') continue;
       const std::string body = line.substr(ind);
-      auto value_of = [&](const std::string& k) { return std::stoll(body.substr(k.size() + 1)); };
+      auto value_of = [&](const std::string& k) {
+        std::string t = body.substr(k.size() + 1);
+        t.erase(0, t.find_first_not_of(' '));
+        return placement_int(t, path + ":" + std::to_string(no), k);
+      };
       if (body.rfind("num_slots:", 0) == 0) {
         p.num_slots = value_of("num_slots");
         section_indent = -1;
@@ -254,9 +290,10 @@ Placement read_placement(const std::string& path) {
                        "layer " + std::to_string(layer) + " places " + std::to_string(slots.size()) +
                            " slots, num_slots is " + std::to_string(p.num_slots));
     for (int e : slots)
-      if (e < 0)
+      if (e < 0 || e >= kMaxExperts)
         throw InputError(path, "initial_global_assignments",
-                         "layer " + std::to_string(layer) + " holds a negative expert id");
+                         "layer " + std::to_string(layer) + " holds an expert id outside [0, " +
+                             std::to_string(kMaxExperts) + ")");
   }
   return p;
 }
@@ -339,7 +376,7 @@ int64_t TrtllmStream::read_row(size_t rank, const Key& key, int32_t* row, int64_
       for (int e = 0; e < num_experts; ++e) {
         bad |= static_cast<uint64_t>(v[e]) > static_cast<uint64_t>(INT32_MAX);
         row[e] = static_cast<int32_t>(v[e]);
-        sum += v[e];
+        sum += row[e];  // a bad count throws below; summing v[e] could overflow first
       }
     } else {
       const int32_t* v = reinterpret_cast<const int32_t*>(buf);
@@ -372,7 +409,8 @@ int64_t TrtllmStream::read_row(size_t rank, const Key& key, int32_t* row, int64_
   std::vector<int64_t> logical(static_cast<size_t>(num_experts), 0);
   for (size_t s = 0; s < wide_.size(); ++s) {
     if (wide_[s] < 0) checked_count(wide_[s], rf.path, key_name(key));
-    logical[static_cast<size_t>(map ? (*map)[s] : static_cast<int>(s))] += wide_[s];
+    int64_t& l = logical[static_cast<size_t>(map ? (*map)[s] : static_cast<int>(s))];
+    l = checked_add(l, wide_[s], rf.path, key_name(key));
   }
   for (int e = 0; e < num_experts; ++e) {
     row[e] = checked_count(logical[static_cast<size_t>(e)], rf.path, key_name(key));
@@ -389,7 +427,9 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
     throw InputError(dir, "directory", "no such directory (EXPERT_STATISTIC_PATH of the recording)");
   if (!fs::exists(meta_path, ec))
     throw InputError(meta_path, "meta_info.json", "missing (rank 0 writes it next to rank{r}.safetensors)");
-  const Json meta = Json::parse(read_file_text(meta_path), nullptr, false);
+  const std::string meta_text = read_file_text(meta_path);
+  check_json_depth(meta_text, meta_path);
+  const Json meta = Json::parse(meta_text, nullptr, false);
   if (meta.is_discarded() || !meta.is_object())
     throw InputError(meta_path, "meta_info.json", "not a JSON object");
   auto positive = [&](const char* field) {
@@ -545,7 +585,9 @@ TrtllmStream::TrtllmStream(const std::string& dir, const ImportOptions& o, Impor
     const std::string nt_path = (fs::path(dir) / ("rank" + std::to_string(r) + "_numtokens.json")).string();
     nlohmann::json numtokens;
     if (!raw_ && fs::exists(nt_path, ec)) {
-      numtokens = nlohmann::json::parse(read_file_text(nt_path), nullptr, false);  // std::map: O(n log n)
+      const std::string nt_text = read_file_text(nt_path);
+      check_json_depth(nt_text, nt_path);
+      numtokens = nlohmann::json::parse(nt_text, nullptr, false);  // std::map: O(n log n)
       if (numtokens.is_discarded() || !numtokens.is_object())
         throw InputError(nt_path, "numtokens", "not a JSON object");
     } else {
@@ -710,22 +752,17 @@ std::unique_ptr<RecordStream> open_trtllm_stats(const std::string& dir, const Im
 void write_trtllm_stats(RecordStream& in, const std::string& dir) {
   const TraceManifest& m = in.manifest();
   std::error_code ec;
-  if (fs::exists(fs::symlink_status(dir, ec)))
-    throw InputError(dir, "output", "already exists; refusing to overwrite (choose a new path)");
-  fs::path target(dir);
-  if (target.filename().empty()) target = target.parent_path();
-  const fs::path temp =
-      target.parent_path() / (target.filename().string() + ".partial-" + std::to_string(::getpid()));
-  fs::remove_all(temp, ec);
-  try {
+  OutputDir target(dir, "--out", /*force=*/false);  // written beside `dir`, renamed when complete
+  const fs::path temp(target.temp_path());
+  {
     fs::create_directories(temp, ec);
-    if (ec) throw InputError(dir, "output", "cannot create: " + ec.message());
+    if (ec) throw InputError(dir, "--out", "cannot create: " + ec.message());
     // Data first (one raw file per rank, appended record by record), then each header + data.
     std::vector<std::unique_ptr<std::FILE, int (*)(std::FILE*)>> raw;
     for (int r = 0; r < m.num_ranks; ++r) {
       const std::string p = (temp / ("rank" + std::to_string(r) + ".raw")).string();
       raw.emplace_back(std::fopen(p.c_str(), "wb"), &std::fclose);
-      if (!raw.back()) throw InputError(p, "output", "cannot create");
+      if (!raw.back()) throw InputError(dir, "--out", std::string("cannot create: ") + std::strerror(errno));
     }
     std::vector<std::string> keys;
     std::vector<int64_t> row(static_cast<size_t>(m.num_experts));
@@ -735,9 +772,12 @@ void write_trtllm_stats(RecordStream& in, const std::string& dir) {
       for (int r = 0; r < m.num_ranks; ++r) {
         for (int e = 0; e < m.num_experts; ++e) row[e] = rec.loads.at(r, e);  // little-endian host
         if (std::fwrite(row.data(), sizeof(int64_t), row.size(), raw[r].get()) != row.size())
-          throw InputError(dir, "output", "write failed");
+          throw InputError(dir, "--out", std::string("write failed: ") + std::strerror(errno));
       }
     }
+    for (auto& f : raw)
+      if (std::fclose(f.release()) != 0)
+        throw InputError(dir, "--out", std::string("write failed: ") + std::strerror(errno));
     raw.clear();
     const uint64_t tensor_bytes = static_cast<uint64_t>(m.num_experts) * 8;
     for (int r = 0; r < m.num_ranks; ++r) {
@@ -759,7 +799,7 @@ void write_trtllm_stats(RecordStream& in, const std::string& dir) {
       out.write(head.data(), static_cast<std::streamsize>(head.size()));
       if (!keys.empty()) out << data.rdbuf();
       out.close();
-      if (!out) throw InputError(out_path, "output", "write failed");
+      if (!out) throw InputError(dir, "--out", std::string("write failed: ") + std::strerror(errno));
       fs::remove(raw_path, ec);
     }
     Json meta;
@@ -767,13 +807,12 @@ void write_trtllm_stats(RecordStream& in, const std::string& dir) {
     meta["num_experts_per_token"] = m.top_k;
     meta["ep_size"] = m.num_ranks;
     if (m.num_experts % m.num_ranks == 0) meta["experts_per_rank"] = m.num_experts / m.num_ranks;
-    std::ofstream(temp / "meta_info.json") << meta.dump() << "\n";
-    fs::rename(temp, target, ec);
-    if (ec) throw InputError(dir, "output", "cannot rename into place: " + ec.message());
-  } catch (...) {
-    fs::remove_all(temp, ec);
-    throw;
+    std::ofstream meta_out(temp / "meta_info.json");
+    meta_out << meta.dump() << "\n";
+    meta_out.close();
+    if (!meta_out) throw InputError(dir, "--out", std::string("write failed: ") + std::strerror(errno));
   }
+  target.commit();
 }
 
 }  // namespace rackep

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "core/error.hpp"
+#include "core/input_limits.hpp"
 #include "traces/npy.hpp"
 #include "traces/zip_reader.hpp"
 
@@ -57,7 +58,8 @@ void read_array(const ZipReader& zip, const std::string& name, NpyDtype dtype, s
     throw InputError(
         source, name,
         std::to_string(info.shape[0]) + " records, other arrays have " + std::to_string(first_dim));
-  const int64_t want_bytes = info.data_offset_bytes + info.num_elements * static_cast<int64_t>(sizeof(T));
+  const int64_t want_bytes = checked_add(
+      info.data_offset_bytes, checked_mul(info.num_elements, sizeof(T), source, name), source, name);
   if (static_cast<int64_t>(bytes.size()) != want_bytes)
     throw InputError(
         source, name,
@@ -151,7 +153,9 @@ UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, I
   if (fname.size() <= 14 || fname.compare(fname.size() - 14, 14, ".manifest.json") != 0)
     throw InputError(manifest_path, "manifest", "expected {trace_id}.manifest.json");
   const std::string trace_id = fname.substr(0, fname.size() - 14);
-  const Json man = Json::parse(read_file_text(manifest_path), nullptr, false);
+  const std::string man_text = read_file_text(manifest_path);
+  check_json_depth(man_text, manifest_path);
+  const Json man = Json::parse(man_text, nullptr, false);
   if (man.is_discarded() || !man.is_object())
     throw InputError(manifest_path, "manifest", "not a JSON object");
   if (!man.contains("schema") || man["schema"] != "ultra_ep_trace_v1")
@@ -167,14 +171,15 @@ UltraepStream::UltraepStream(const std::string& input, const ImportOptions& o, I
   const int local_physical = positive("num_local_physical_experts");
   num_experts_ = positive("num_global_logical_experts");
   num_physical_ = positive("num_global_physical_experts");
-  if (num_experts_ != masters * ep_size)
+  const int64_t logical = int64_t{masters} * ep_size, physical = int64_t{local_physical} * ep_size;
+  if (num_experts_ != logical)
     throw InputError(manifest_path, "num_global_logical_experts",
-                     std::to_string(num_experts_) + ", expected num_local_master_experts x ep_size = " +
-                         std::to_string(masters * ep_size));
-  if (num_physical_ != local_physical * ep_size)
+                     std::to_string(num_experts_) +
+                         ", expected num_local_master_experts x ep_size = " + std::to_string(logical));
+  if (num_physical_ != physical)
     throw InputError(manifest_path, "num_global_physical_experts",
-                     std::to_string(num_physical_) + ", expected num_local_physical_experts x ep_size = " +
-                         std::to_string(local_physical * ep_size));
+                     std::to_string(num_physical_) +
+                         ", expected num_local_physical_experts x ep_size = " + std::to_string(physical));
   if (o.top_k <= 0)
     throw InputError("--top-k", "--top-k",
                      "the UltraEP profiler does not record top-k: give the model's --top-k");

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/input_limits.hpp"
 #include "traces/npy.hpp"
 
 namespace rackep {
@@ -180,10 +181,14 @@ TokenRouting read_vllm_routed_experts(const std::vector<std::string>& files, con
       std::string line;
       for (int64_t no = 1; std::getline(in, line); ++no) {
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-        objects.emplace_back(Json::parse(line, nullptr, false), path + ":" + std::to_string(no));
+        const std::string where = path + ":" + std::to_string(no);
+        check_json_depth(line, where);
+        objects.emplace_back(Json::parse(line, nullptr, false), where);
       }
     } else {
-      const Json j = Json::parse(in, nullptr, false);
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      check_json_depth(text, path);
+      const Json j = Json::parse(text, nullptr, false);
       if (j.is_array()) {
         for (size_t i = 0; i < j.size(); ++i)
           objects.emplace_back(j[i], path + "[" + std::to_string(i) + "]");

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/input_limits.hpp"
 
 // NOTE: chunks are written and read as raw memory; the '<' (little-endian) descr is only true on such hosts.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "rackep trace files assume a little-endian host");
@@ -229,10 +230,9 @@ NpyArrayInfo read_npy_info(const std::string& path) {
   NpyArrayInfo info = parse_npy_header(head, path);
   if (std::fseek(f.get(), 0, SEEK_END) != 0) throw InputError(path, "file", "cannot seek");
   const long size = std::ftell(f.get());
-  int64_t data_bytes = 0;
-  if (__builtin_mul_overflow(info.num_elements, static_cast<int64_t>(npy_itemsize(info.dtype)), &data_bytes))
-    throw InputError(path, "shape", "array size overflows");
-  const int64_t expected = info.data_offset_bytes + data_bytes;
+  const int64_t expected =
+      checked_add(info.data_offset_bytes,
+                  checked_mul(info.num_elements, npy_itemsize(info.dtype), path, "shape"), path, "shape");
   if (size != expected)
     throw InputError(path, "size",
                      "file has " + std::to_string(size) + " bytes but its header promises " +

@@ -1,9 +1,12 @@
 #include "traces/pickle_reader.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
+#include <set>
 
 #include "core/error.hpp"
+#include "core/input_limits.hpp"
 #include "traces/zip_reader.hpp"
 
 namespace rackep {
@@ -12,7 +15,7 @@ namespace {
 
 using Ref = std::shared_ptr<PyValue>;
 
-Ref make(PyValue::Kind k) {
+Ref new_value(PyValue::Kind k) {
   auto v = std::make_shared<PyValue>();
   v->kind = k;
   return v;
@@ -119,7 +122,7 @@ class Unpickler {
         case 't':
         case 'l': {  // TUPLE, LIST
           Ref v = make(op == 't' ? PyValue::Kind::kTuple : PyValue::Kind::kList);
-          v->items = pop_mark();
+          for (Ref& x : pop_mark()) adopt(*v, x);
           stack_.push_back(v);
           break;
         }
@@ -127,8 +130,9 @@ class Unpickler {
         case 0x86:
         case 0x87: {  // TUPLE1..3
           Ref v = make(PyValue::Kind::kTuple);
-          v->items.resize(op - 0x84);
-          for (size_t k = v->items.size(); k-- > 0;) v->items[k] = pop();
+          std::vector<Ref> xs(op - 0x84);
+          for (size_t k = xs.size(); k-- > 0;) xs[k] = pop();
+          for (Ref& x : xs) adopt(*v, x);
           stack_.push_back(v);
           break;
         }
@@ -140,18 +144,19 @@ class Unpickler {
         }
         case 'a': {  // APPEND
           Ref x = pop();
-          container(PyValue::Kind::kList).items.push_back(x);
+          PyValue& l = container(PyValue::Kind::kList);
+          adopt(l, x);
           break;
         }
         case 'e': {  // APPENDS
           auto xs = pop_mark();
-          auto& l = container(PyValue::Kind::kList).items;
-          l.insert(l.end(), xs.begin(), xs.end());
+          PyValue& l = container(PyValue::Kind::kList);
+          for (Ref& x : xs) adopt(l, x);
           break;
         }
         case 's': {  // SETITEM
           Ref v = pop(), k = pop();
-          container(PyValue::Kind::kDict).dict.emplace_back(k, v);
+          set_items(container(PyValue::Kind::kDict), {k, v});
           break;
         }
         case 'u': {  // SETITEMS
@@ -214,6 +219,10 @@ class Unpickler {
   }
 
  private:
+  Ref make(PyValue::Kind k) {
+    all_.push_back(new_value(k));
+    return all_.back();
+  }
   [[noreturn]] void fail(const std::string& msg) const { throw InputError(src_, "pickle", msg); }
   uint8_t u8() {
     if (pos_ >= b_.size()) fail("truncated: the pickle ends without STOP");
@@ -259,11 +268,33 @@ class Unpickler {
   PyValue& container(PyValue::Kind k) {
     PyValue& c = *top();
     if (c.kind != k) fail("appending to a " + c.describe());
+    if (frozen_.count(&c)) fail("modifying a " + c.describe() + " that is already inside another container");
     return c;
+  }
+  // Puts `x` into container `c`. Once inside a container a value is frozen (no later APPEND/SETITEM may
+  // change it), so no value can ever contain itself: cycles, and the leaks of shared_ptr cycles, are
+  // impossible. Nesting depth is bounded by kMaxNestingDepth.
+  void adopt(PyValue& c, const Ref& x, std::vector<Ref>* into = nullptr) {
+    if (x.get() == &c) fail("a " + c.describe() + " cannot contain itself");
+    const int d = depth_of(*x) + 1;
+    if (d > kMaxNestingDepth)
+      fail("containers nest deeper than " + std::to_string(kMaxNestingDepth) + " levels");
+    depth_[&c] = std::max(depth_of(c), d);
+    frozen_.insert(x.get());
+    (into != nullptr ? *into : c.items).push_back(x);
+  }
+  int depth_of(const PyValue& v) const {
+    const auto it = depth_.find(&v);
+    return it == depth_.end() ? 0 : it->second;
   }
   void set_items(PyValue& d, const std::vector<Ref>& xs) {
     if (xs.size() % 2) fail("odd number of dict items");
-    for (size_t k = 0; k < xs.size(); k += 2) d.dict.emplace_back(xs[k], xs[k + 1]);
+    for (size_t k = 0; k < xs.size(); k += 2) {
+      std::vector<Ref> pair;
+      adopt(d, xs[k], &pair);
+      adopt(d, xs[k + 1], &pair);
+      d.dict.emplace_back(pair[0], pair[1]);
+    }
   }
   void push_int(int64_t v) {
     Ref r = make(PyValue::Kind::kInt);
@@ -317,8 +348,14 @@ class Unpickler {
       t->s = args.items[0]->s;
       t->dtype = args.items[0]->dtype;
       t->i = args.items[1]->i;
-      for (const Ref& x : args.items[2]->items) t->shape.push_back(x->i);
-      for (const Ref& x : args.items[3]->items) t->stride.push_back(x->i);
+      for (const Ref& x : args.items[2]->items) {
+        if (x->kind != PyValue::Kind::kInt) fail("tensor size holds " + x->describe() + ", not an int");
+        t->shape.push_back(x->i);
+      }
+      for (const Ref& x : args.items[3]->items) {
+        if (x->kind != PyValue::Kind::kInt) fail("tensor stride holds " + x->describe() + ", not an int");
+        t->stride.push_back(x->i);
+      }
       if (t->shape.size() != t->stride.size()) fail("tensor size and stride differ in length");
       return t;
     }
@@ -331,6 +368,10 @@ class Unpickler {
   std::vector<Ref> stack_;
   std::vector<size_t> marks_;
   std::map<uint64_t, Ref> memo_;
+  // Every value made, kept alive until the end so that the raw pointers below are never reused.
+  std::vector<Ref> all_;
+  std::map<const PyValue*, int> depth_;  // nesting depth of containers that hold something
+  std::set<const PyValue*> frozen_;      // values placed inside a container
 };
 
 }  // namespace
@@ -402,20 +443,30 @@ std::vector<int64_t> TorchFile::tensor_values(const PyValue& t, std::vector<int6
     if (type.first == t.dtype) width = type.second;
   if (t.dtype.rfind("float", 0) == 0 || t.dtype == "bfloat16")
     throw InputError(path_, field, "is " + t.describe() + ", expected an integer tensor");
+  if (width == 0) throw InputError(path_, field, "unknown storage dtype " + t.dtype);
   std::string scratch;  // deflated storages only; stored ones are viewed in place in the mapped file
   const std::string_view bytes = zip_->view(prefix_ + "data/" + t.s, scratch);
   const int64_t storage_elems = static_cast<int64_t>(bytes.size()) / width;
   shape = t.shape;
+  // Every product is checked: a size x stride that wraps around could otherwise land back in range and
+  // read the wrong elements.
   int64_t n = 1, last = t.i;
   for (size_t d = 0; d < shape.size(); ++d) {
     if (shape[d] < 0 || t.stride[d] < 0) throw InputError(path_, field, "negative size or stride");
-    n *= shape[d];
-    if (shape[d] > 0) last += (shape[d] - 1) * t.stride[d];
+    n = checked_mul(n, shape[d], path_, field);
+    if (shape[d] > 0)
+      last = checked_add(last, checked_mul(shape[d] - 1, t.stride[d], path_, field), path_, field);
   }
   if (n > 0 && (t.i < 0 || last >= storage_elems))
     throw InputError(path_, field,
                      t.describe() + " reaches element " + std::to_string(last) + " of a storage holding " +
                          std::to_string(storage_elems) + ": truncated or mismatched storage");
+  // Elements are copied out, so their count is bounded by the storage (stride-0 broadcast views, which
+  // torch.save never writes for recorded counts, would otherwise claim any size).
+  if (n > storage_elems)
+    throw InputError(path_, field,
+                     t.describe() + " has " + std::to_string(n) + " elements, more than its storage holds (" +
+                         std::to_string(storage_elems) + ")");
   std::vector<int64_t> out(static_cast<size_t>(n));
   const bool is_signed = t.dtype != "uint8" && t.dtype != "bool";
   bool contiguous = true;  // C order: the common case, converted in one pass (little-endian host)

@@ -5,6 +5,8 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/input_limits.hpp"
+#include "traces/json_input.hpp"
 
 namespace rackep {
 namespace {
@@ -88,7 +90,7 @@ void TraceManifest::validate(const std::string& source) const {
         throw InputError(source, f + ".loads", "must be a file name inside the trace directory");
       if (!plain_file_name(chunks[i].index_file))
         throw InputError(source, f + ".index", "must be a file name inside the trace directory");
-      sum += chunks[i].num_records;
+      sum = checked_add(sum, chunks[i].num_records, source, f + ".records");
     }
     if (sum != num_records)
       throw InputError(source, "num_records",
@@ -122,12 +124,7 @@ std::string manifest_to_json(const TraceManifest& m) {
 }
 
 TraceManifest manifest_from_json(const std::string& text, const std::string& source) {
-  Json j;
-  try {
-    j = Json::parse(text);
-  } catch (const Json::parse_error& e) {
-    throw InputError(source, "json", e.what());
-  }
+  const Json j = parse_json_input<Json>(text, source);
   check_keys(j,
              {"format", "format_version", "model", "num_ranks", "num_experts", "top_k", "tokens_per_rank",
               "layers", "record_order", "num_records", "provenance", "chunks"},

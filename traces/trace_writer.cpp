@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "core/error.hpp"
+#include "core/output_file.hpp"
 #include "traces/npy.hpp"
 
 namespace rackep {
@@ -132,12 +133,21 @@ const TraceManifest& TraceWriter::close() {
   return manifest_;
 }
 
-TraceManifest write_trace(RecordStream& in, const std::string& dir, TraceWriterOptions options) {
-  TraceWriter w(dir, in.manifest(), options);
-  TraceRecord r;
-  while (in.next(r)) w.append(r);
-  const TraceManifest& done = w.close();
+TraceManifest write_trace(RecordStream& in, const std::string& dir, TraceWriterOptions options,
+                          const std::vector<std::pair<std::string, std::string>>& side_files) {
+  OutputDir out(dir, "--out", /*force=*/false);
+  TraceManifest done;
+  try {
+    TraceWriter w(out.temp_path(), in.manifest(), options);
+    for (const auto& [name, text] : side_files) w.add_side_file(name, text);
+    TraceRecord r;
+    while (in.next(r)) w.append(r);
+    done = w.close();
+  } catch (const InputError& e) {
+    out.rethrow(e);
+  }
   RACKEP_CHECK(done.num_records == in.manifest().num_records, "stream produced a different record count");
+  out.commit();
   return done;
 }
 

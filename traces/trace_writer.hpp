@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "traces/trace_format.hpp"
@@ -70,8 +71,12 @@ class TraceWriter {
   bool closed_ = false;
 };
 
-/// Writes every record of `in` into a new trace directory `dir` and returns its manifest (the stream's
-/// manifest plus chunks). Throws like TraceWriter and like in.next().
-TraceManifest write_trace(RecordStream& in, const std::string& dir, TraceWriterOptions options = {});
+/// Writes every record of `in` (and `side_files`, name -> contents) into a new trace directory `dir` and
+/// returns its manifest (the stream's manifest plus chunks). Written through OutputDir
+/// (core/output_file.hpp): into a hidden temporary beside `dir`, renamed when complete, removed on error or
+/// SIGINT/SIGTERM, so `dir` either does not exist or is a complete trace. `dir` must not exist. Throws like
+/// TraceWriter and like in.next(), naming `dir` (never the temporary).
+TraceManifest write_trace(RecordStream& in, const std::string& dir, TraceWriterOptions options = {},
+                          const std::vector<std::pair<std::string, std::string>>& side_files = {});
 
 }  // namespace rackep

@@ -22,6 +22,8 @@ constexpr uint32_t kZip64EocdSig = 0x06064b50;
 constexpr uint32_t kZip64LocatorSig = 0x07064b50;
 constexpr uint32_t kCentralSig = 0x02014b50;
 constexpr uint32_t kLocalSig = 0x04034b50;
+constexpr uint64_t kMaxDeflateRatio = 1032;              // deflate's largest expansion
+constexpr uint64_t kMaxMemberBytes = uint64_t{1} << 40;  // 1 TiB: no trace member is larger
 
 uint64_t le(const unsigned char* p, int bytes) {
   uint64_t v = 0;
@@ -111,7 +113,7 @@ ZipReader::ZipReader(std::string path) : path_(std::move(path)), file_(std::make
     if (eocd < 20 || le(d + eocd - 20, 4) != kZip64LocatorSig)
       throw InputError(path_, "zip", "ZIP64 sizes without a ZIP64 locator");
     const uint64_t z = le(d + eocd - 20 + 8, 8);
-    if (z > size - 56 || le(d + z, 4) != kZip64EocdSig)
+    if (size < 56 || z > size - 56 || le(d + z, 4) != kZip64EocdSig)
       throw InputError(path_, "zip", "the ZIP64 end-of-central-directory record is missing or past the end");
     count = le(d + z + 32, 8);
     dir_bytes = le(d + z + 40, 8);
@@ -137,8 +139,11 @@ ZipReader::ZipReader(std::string path) : path_(std::move(path)), file_(std::make
                        "central directory entry " + std::to_string(i) + " runs past the directory");
     e.name.assign(reinterpret_cast<const char*>(d + p + 46), name_len);
     // ZIP64 extended information: the fields that are 0xffffffff in the record, in this order.
-    for (size_t x = p + 46 + name_len; x + 4 <= p + 46 + name_len + extra_len;) {
+    const size_t extra_end = p + 46 + name_len + extra_len;
+    for (size_t x = p + 46 + name_len; x + 4 <= extra_end;) {
       const uint16_t id = static_cast<uint16_t>(le(d + x, 2)), len = static_cast<uint16_t>(le(d + x + 2, 2));
+      if (x + 4 + len > extra_end)
+        throw InputError(path_, e.name, "an extra field runs past the central directory entry");
       if (id == 0x0001) {
         size_t f = x + 4;
         auto take = [&](uint64_t& field) {
@@ -190,8 +195,17 @@ std::string_view ZipReader::view(const std::string& name, std::string& scratch) 
     throw InputError(
         path_, name,
         "its " + std::to_string(e->compressed_bytes) + " bytes run past the end of the file: truncated");
-  if (e->uncompressed_bytes > (uint64_t{1} << 40))
-    throw InputError(path_, name, "implausible size " + std::to_string(e->uncompressed_bytes));
+  // Deflate expands at most 1032:1, so a deflated member can never hold more than that many times its
+  // compressed bytes (checked before anything is allocated); nothing holds more than kMaxMemberBytes.
+  if (e->uncompressed_bytes > kMaxMemberBytes)
+    throw InputError(path_, name,
+                     "size " + std::to_string(e->uncompressed_bytes) + " is over the limit of " +
+                         std::to_string(kMaxMemberBytes) + " bytes per member");
+  if (e->method == 8 && e->uncompressed_bytes > e->compressed_bytes * kMaxDeflateRatio + 1024)
+    throw InputError(path_, name,
+                     "claims " + std::to_string(e->uncompressed_bytes) + " bytes from " +
+                         std::to_string(e->compressed_bytes) +
+                         " deflated bytes, more than deflate can expand");
   const unsigned char* src = d + start;
   std::string_view out;
   if (e->method == 0) {

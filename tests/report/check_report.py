@@ -133,6 +133,9 @@ def main():
     which = sys.argv[3] if len(sys.argv) > 3 else "all"
     for name, fn in (("plan", check_plan), ("simulate", check_simulate), ("sweep", check_sweep)):
         if which in ("all", name):
+            page = os.path.join(work, name + ".html")
+            if os.path.exists(page):  # a previous run's page: --report refuses to overwrite it
+                os.remove(page)
             fn(rackep, work)
     if failures:
         print("\n".join(failures[:40]))

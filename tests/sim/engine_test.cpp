@@ -8,20 +8,18 @@
 #include <fstream>
 #include <string>
 
+#include "tests/cli_util.hpp"
+
 namespace {
 
 const std::string kRoot = RACKEP_SOURCE_DIR;
 
+// The case's stdout parsed as JSON; stderr (logs, sanitizer reports) is kept apart and shown on failure.
 nlohmann::json run(const std::string& args) {
-  const std::string cmd = std::string(SIM_CASE_EXE) + " " + args + " 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n = 0;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  EXPECT_EQ(status, 0) << cmd << "\n" << out;
-  return status == 0 ? nlohmann::json::parse(out) : nlohmann::json::object();
+  const std::string cmd = std::string(SIM_CASE_EXE) + " " + args;
+  const rackep::test::CliRun r = rackep::test::run_command(cmd);
+  EXPECT_EQ(r.exit_code, 0) << cmd << "\n" << r.text();
+  return r.exit_code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::object();
 }
 
 double phase_time(const std::string& fidelity, const std::string& topology, int ranks,

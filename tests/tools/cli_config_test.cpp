@@ -36,9 +36,9 @@ TEST(CliConfig, NumericOptionsOutsideTheirRangeNameTheOption) {
         Case{"trace synth --out /tmp/x --ranks 0", "--ranks"},
         Case{"run-layer --model deepseek-v2-lite --trace /nonexistent --gpus 0", "--gpus"}}) {
     const CliRun r = run_rackep(c.args);
-    EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.out;
-    EXPECT_NE(r.out.find(c.expect), std::string::npos) << c.args << "\n" << r.out;
-    EXPECT_EQ(r.out.find("--passes"), std::string::npos) << c.args << "\n" << r.out;
+    EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.text();
+    EXPECT_NE(r.text().find(c.expect), std::string::npos) << c.args << "\n" << r.text();
+    EXPECT_EQ(r.text().find("--passes"), std::string::npos) << c.args << "\n" << r.text();
   }
 }
 
@@ -47,7 +47,7 @@ TEST(CliConfig, ParseErrorsExitTwo) {
        {"plan --bogus", "simulate --ranks", "simulate --ranks x", "nosuchcommand", "trace stat",
         "sweep --ranks 8", "simulate --set nosuch=1", "simulate --config /nonexistent/cfg.json"}) {
     const CliRun r = run_rackep(args);
-    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.out;
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.text();
   }
   EXPECT_EQ(run_rackep("simulate --help").exit_code, 0);
 }
@@ -55,21 +55,21 @@ TEST(CliConfig, ParseErrorsExitTwo) {
 TEST(CliConfig, RuntimeFailuresExitOne) {
   // No GPU here (or no CUDA backend in this build): a runtime failure, not bad input.
   const CliRun r = run_rackep("run-layer --model deepseek-v2-lite --trace /nonexistent");
-  if (r.out.find("no CUDA GPU") == std::string::npos &&
-      r.out.find("without the CUDA backend") == std::string::npos)
-    GTEST_SKIP() << "a GPU is present: " << r.out;
-  EXPECT_EQ(r.exit_code, 1) << r.out;
+  if (r.text().find("no CUDA GPU") == std::string::npos &&
+      r.text().find("without the CUDA backend") == std::string::npos)
+    GTEST_SKIP() << "a GPU is present: " << r.text();
+  EXPECT_EQ(r.exit_code, 1) << r.text();
 }
 
 TEST(CliConfig, EveryDefaultBalancerOfMixtralIsARow) {
   // lplb refuses Mixtral's 8 experts at EP 8 (one expert per rank, R = 2): its row says why, the rest run.
   const CliRun table = run_rackep("--log-level warn simulate --model mixtral-8x7b --ranks 8");
-  ASSERT_EQ(table.exit_code, 0) << table.out;
+  ASSERT_EQ(table.exit_code, 0) << table.text();
   for (const std::string name : {"none", "eplb", "lplb", "ultraep", "ideal"})
-    EXPECT_NE(table.out.find("\n" + name + " "), std::string::npos) << name << "\n" << table.out;
-  EXPECT_NE(table.out.find("refused: "), std::string::npos) << table.out;
+    EXPECT_NE(table.text().find("\n" + name + " "), std::string::npos) << name << "\n" << table.text();
+  EXPECT_NE(table.text().find("refused: "), std::string::npos) << table.text();
   const CliRun json = run_rackep("--log-level warn simulate --model mixtral-8x7b --ranks 8 --json");
-  ASSERT_EQ(json.exit_code, 0) << json.out;
+  ASSERT_EQ(json.exit_code, 0) << json.text();
   const auto j = nlohmann::json::parse(json.out);
   ASSERT_EQ(j["balancers"].size(), 5u);
   int refused = 0;
@@ -90,7 +90,7 @@ TEST(CliConfig, EchoedConfigReRunsThePlan) {
   const CliRun first = run_rackep(
       "--log-level warn plan --json --no-timing --ranks 8 --max-records 20 "
       "--balancers none,eplb,ultraep --eplb-window 2 --set slots=1");
-  ASSERT_EQ(first.exit_code, 0) << first.out;
+  ASSERT_EQ(first.exit_code, 0) << first.text();
   const auto j = nlohmann::json::parse(first.out);
   EXPECT_EQ(j["config"]["eplb"]["window"], 2);
   EXPECT_EQ(j["config"]["slots"], 1);
@@ -99,13 +99,13 @@ TEST(CliConfig, EchoedConfigReRunsThePlan) {
   const std::string path = (std::filesystem::temp_directory_path() / "rackep_plan_echo.json").string();
   std::ofstream(path) << j["config"].dump(2);
   const CliRun again = run_rackep("--log-level warn plan --json --no-timing --config " + path);
-  ASSERT_EQ(again.exit_code, 0) << again.out;
+  ASSERT_EQ(again.exit_code, 0) << again.text();
   EXPECT_EQ(again.out, first.out);
   // --model chooses the expert sizes and says so.
   const CliRun other = run_rackep(
       "--log-level warn plan --json --no-timing --ranks 8 --max-records 2 "
       "--balancers ultraep --model qwen3-235b-a22b");
-  ASSERT_EQ(other.exit_code, 0) << other.out;
+  ASSERT_EQ(other.exit_code, 0) << other.text();
   const auto o = nlohmann::json::parse(other.out);
   EXPECT_EQ(o["expert"]["model_source"], "--model");
   EXPECT_EQ(o["expert"]["hidden"], 4096);
@@ -116,7 +116,7 @@ TEST(CliConfig, SimulateTakesBalancerOptionsAndConfigFiles) {
   std::ofstream(path) << R"({"trace": "synthetic:zipf", "ranks": 8, "microbatches": 2, "tokens_per_rank": 256,
                              "fidelity": "flow", "balancers": ["eplb"], "eplb": {"window": 1, "period": 2}})";
   const CliRun r = run_rackep("--log-level warn simulate --config " + path + " --set eplb.window=2 --json");
-  ASSERT_EQ(r.exit_code, 0) << r.out;
+  ASSERT_EQ(r.exit_code, 0) << r.text();
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["config"]["eplb"]["window"], 2) << "--set overrides the file";
   EXPECT_EQ(j["config"]["eplb"]["period"], 2);
@@ -126,8 +126,8 @@ TEST(CliConfig, SimulateTakesBalancerOptionsAndConfigFiles) {
   const std::string bad = (std::filesystem::temp_directory_path() / "rackep_sim_bad.json").string();
   std::ofstream(bad) << R"({"eplb": {"widow": 2}})";
   const CliRun e = run_rackep("simulate --config " + bad);
-  EXPECT_EQ(e.exit_code, 2) << e.out;
-  EXPECT_NE(e.out.find(bad + ": eplb.widow: unknown key"), std::string::npos) << e.out;
+  EXPECT_EQ(e.exit_code, 2) << e.text();
+  EXPECT_NE(e.text().find(bad + ": eplb.widow: unknown key"), std::string::npos) << e.text();
 }
 
 }  // namespace

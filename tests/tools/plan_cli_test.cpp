@@ -18,7 +18,7 @@ TEST(PlanCli, BundledTraceAtEp8_16_32) {
   for (int n : {8, 16, 32}) {
     const test::CliRun r =
         run_rackep("--log-level warn plan --no-timing --json --ranks " + std::to_string(n));
-    ASSERT_EQ(r.exit_code, 0) << r.out;
+    ASSERT_EQ(r.exit_code, 0) << r.text();
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["shape"]["ranks"], n);
     EXPECT_EQ(j["shape"]["experts"], 64);
@@ -42,9 +42,9 @@ TEST(PlanCli, SameInputsGiveByteIdenticalOutput) {
   const std::string args = "--log-level warn plan --no-timing --ranks 16 --max-records 52";
   const test::CliRun a = run_rackep(args);
   const test::CliRun b = run_rackep(args);
-  ASSERT_EQ(a.exit_code, 0) << a.out;
+  ASSERT_EQ(a.exit_code, 0) << a.text();
   EXPECT_EQ(a.out, b.out);
-  EXPECT_NE(a.out.find("ultraep"), std::string::npos);
+  EXPECT_NE(a.text().find("ultraep"), std::string::npos);
 }
 
 TEST(PlanCli, ImpossibleShapesAreRejected) {
@@ -56,8 +56,8 @@ TEST(PlanCli, ImpossibleShapesAreRejected) {
         Case{"plan --ranks 8 --slots -1", "slots"}, Case{"plan --balancers ultraep,foo", "foo"},
         Case{"plan --model nosuchmodel", "--model"}, Case{"plan --eplb-policy sideways", "sideways"}}) {
     const test::CliRun r = run_rackep(c.args);
-    EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.out;
-    EXPECT_NE(r.out.find(c.expect), std::string::npos) << c.args << "\n" << r.out;
+    EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.text();
+    EXPECT_NE(r.text().find(c.expect), std::string::npos) << c.args << "\n" << r.text();
   }
 }
 
@@ -66,12 +66,12 @@ TEST(PlanCli, MissingOrMalformedTraceNamesTheFile) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   test::CliRun r = run_rackep("plan --trace " + dir.string());
-  EXPECT_EQ(r.exit_code, 2) << r.out;
-  EXPECT_NE(r.out.find("manifest.json"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, 2) << r.text();
+  EXPECT_NE(r.text().find("manifest.json"), std::string::npos) << r.text();
   std::ofstream(dir / "manifest.json") << "{\"format\": \"rackep-trace\", \"num_ranks\": ";
   r = run_rackep("plan --trace " + dir.string());
-  EXPECT_EQ(r.exit_code, 2) << r.out;
-  EXPECT_NE(r.out.find("manifest.json"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, 2) << r.text();
+  EXPECT_NE(r.text().find("manifest.json"), std::string::npos) << r.text();
   std::filesystem::remove_all(dir);
 }
 

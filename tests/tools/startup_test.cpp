@@ -16,34 +16,35 @@ const char* const kCudaLibraries[] = {"libcuda.so", "libcudart", "libcublas", "l
 
 TEST(Startup, HelpLoadsNoCudaLibrary) {
   const auto r = run_command("LD_DEBUG=libs " + std::string(RACKEP_BINARY_DIR) + "/rackep --help");
-  ASSERT_EQ(r.exit_code, 0) << r.out;
-  ASSERT_NE(r.out.find("calling init"), std::string::npos) << "LD_DEBUG gave no trace: " << r.out;
+  ASSERT_EQ(r.exit_code, 0) << r.text();
+  ASSERT_NE(r.text().find("calling init"), std::string::npos) << "LD_DEBUG gave no trace: " << r.text();
   for (const char* lib : kCudaLibraries)
-    EXPECT_EQ(r.out.find(lib), std::string::npos) << lib << "\n" << r.out;
-  EXPECT_NE(r.out.find("run-layer"), std::string::npos) << r.out;  // the GPU commands are still listed
+    EXPECT_EQ(r.text().find(lib), std::string::npos) << lib << "\n" << r.text();
+  EXPECT_NE(r.text().find("run-layer"), std::string::npos) << r.text();  // the GPU commands are still listed
 }
 
 TEST(Startup, CpuCommandLoadsNoCudaLibrary) {
   const auto r = run_command("LD_DEBUG=libs " + std::string(RACKEP_BINARY_DIR) +
                              "/rackep plan --ranks 8 --balancers none,ultraep --no-timing");
-  ASSERT_EQ(r.exit_code, 0) << r.out;
-  for (const char* lib : kCudaLibraries) EXPECT_EQ(r.out.find(lib), std::string::npos) << lib;
+  ASSERT_EQ(r.exit_code, 0) << r.text();
+  for (const char* lib : kCudaLibraries) EXPECT_EQ(r.text().find(lib), std::string::npos) << lib;
 }
 
 TEST(Startup, GpuCommandsAreForwardedToRackepGpu) {
   const auto help = run_rackep("run-layer --help");
-  EXPECT_EQ(help.exit_code, 0) << help.out;
-  EXPECT_NE(help.out.find("--balancer"), std::string::npos) << help.out;  // rackep-gpu's own option list
+  EXPECT_EQ(help.exit_code, 0) << help.text();
+  // rackep-gpu's own option list
+  EXPECT_NE(help.text().find("--balancer"), std::string::npos) << help.text();
   const auto bench = run_rackep("bench kernels --help");
-  EXPECT_EQ(bench.exit_code, 0) << bench.out;
-  EXPECT_NE(bench.out.find("--repeats"), std::string::npos) << bench.out;
+  EXPECT_EQ(bench.exit_code, 0) << bench.text();
+  EXPECT_NE(bench.text().find("--repeats"), std::string::npos) << bench.text();
   // Without the backend, or without a GPU, the command fails with a message and status 1 (never a crash).
   const auto cal =
       run_rackep("calibrate --out " + std::string(RACKEP_BINARY_DIR) + "/startup_test_calib.json");
-  EXPECT_EQ(cal.exit_code, 1) << cal.out;
-  EXPECT_TRUE(cal.out.find("built without the CUDA backend") != std::string::npos ||
-              cal.out.find("no CUDA GPU found") != std::string::npos)
-      << cal.out;
+  EXPECT_EQ(cal.exit_code, 1) << cal.text();
+  EXPECT_TRUE(cal.text().find("built without the CUDA backend") != std::string::npos ||
+              cal.text().find("no CUDA GPU found") != std::string::npos)
+      << cal.text();
 }
 
 TEST(Startup, ProgressOnlyWhenAsked) {
@@ -53,13 +54,13 @@ TEST(Startup, ProgressOnlyWhenAsked) {
                            "--tokens-per-rank 256 --out " + RACKEP_BINARY_DIR + "/startup_test_import_";
   run_command("rm -rf " + std::string(RACKEP_BINARY_DIR) + "/startup_test_import_*");
   const auto quiet = run_command(base + "a");  // output captured: not a terminal
-  ASSERT_EQ(quiet.exit_code, 0) << quiet.out;
-  EXPECT_EQ(quiet.out.find("records/s"), std::string::npos) << quiet.out;
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.text();
+  EXPECT_EQ(quiet.text().find("records/s"), std::string::npos) << quiet.text();
   const auto shown = run_command("RACKEP_PROGRESS=1 " + base + "b");
-  ASSERT_EQ(shown.exit_code, 0) << shown.out;
-  EXPECT_NE(shown.out.find("import: "), std::string::npos) << shown.out;
-  EXPECT_NE(shown.out.find("records/s"), std::string::npos) << shown.out;
-  EXPECT_NE(shown.out.find("(100%)"), std::string::npos) << shown.out;
+  ASSERT_EQ(shown.exit_code, 0) << shown.text();
+  EXPECT_NE(shown.text().find("import: "), std::string::npos) << shown.text();
+  EXPECT_NE(shown.text().find("records/s"), std::string::npos) << shown.text();
+  EXPECT_NE(shown.text().find("(100%)"), std::string::npos) << shown.text();
   run_command("rm -rf " + std::string(RACKEP_BINARY_DIR) + "/startup_test_import_*");
 }
 

@@ -31,11 +31,11 @@ TEST(SweepMpi, TwoRanksGiveTheLocalTableAndCsv) {
                           "--balancers none,ultraep --grid slots=0,1,2 --grid imbalance=1.5,2 ";
   const test::CliRun local = test::run_command(bin + "--jobs 2 --csv " + (dir / "local.csv").string() +
                                                " > " + (dir / "local.txt").string());
-  ASSERT_EQ(local.exit_code, 0) << local.out;
+  ASSERT_EQ(local.exit_code, 0) << local.text();
   const test::CliRun mpi = test::run_command(
       "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe -np 2 " + bin +
       "--jobs 1 --csv " + (dir / "mpi.csv").string() + " > " + (dir / "mpi.txt").string());
-  ASSERT_EQ(mpi.exit_code, 0) << mpi.out;
+  ASSERT_EQ(mpi.exit_code, 0) << mpi.text();
   const std::string table = slurp((dir / "local.txt").string());
   EXPECT_NE(table.find("ultraep"), std::string::npos) << table;
   EXPECT_EQ(slurp((dir / "mpi.txt").string()), table);

@@ -27,15 +27,15 @@ void import_then_plan(const std::string& import_args, const std::string& expect_
   test::TempDir tmp;
   const std::string out = tmp.path("t");
   const CliRun imp = run("trace import " + import_args + " --out " + out);
-  ASSERT_EQ(imp.exit_code, 0) << imp.out;
-  EXPECT_NE(imp.out.find("found ("), std::string::npos) << imp.out;
-  EXPECT_NE(imp.out.find("assumed:"), std::string::npos) << imp.out;
-  EXPECT_NE(imp.out.find(expect_found), std::string::npos) << imp.out;
-  EXPECT_NE(imp.out.find("records: " + std::to_string(records)), std::string::npos) << imp.out;
+  ASSERT_EQ(imp.exit_code, 0) << imp.text();
+  EXPECT_NE(imp.text().find("found ("), std::string::npos) << imp.text();
+  EXPECT_NE(imp.text().find("assumed:"), std::string::npos) << imp.text();
+  EXPECT_NE(imp.text().find(expect_found), std::string::npos) << imp.text();
+  EXPECT_NE(imp.text().find("records: " + std::to_string(records)), std::string::npos) << imp.text();
   const CliRun plan = run("plan --trace " + out + " --balancers none,ultraep --slots 1 --json --no-timing");
-  ASSERT_EQ(plan.exit_code, 0) << plan.out;
+  ASSERT_EQ(plan.exit_code, 0) << plan.text();
   const nlohmann::json j = nlohmann::json::parse(plan.out, nullptr, false);
-  ASSERT_FALSE(j.is_discarded()) << plan.out;
+  ASSERT_FALSE(j.is_discarded()) << plan.text();
 }
 
 TEST(ImportCli, TrtllmThenPlan) {
@@ -87,28 +87,28 @@ TEST(ImportCli, NewerAndOlderFilesThenPlan) {
 TEST(ImportCli, HelpListsEveryFormatAndErrorsExitTwo) {
   const CliRun help = run("trace import --help");
   for (const char* fmt : {"esft", "trtllm", "sglang", "vllm", "ultraep", "jsonl", "loads"})
-    EXPECT_NE(help.out.find(fmt), std::string::npos) << fmt << "\n" << help.out;
+    EXPECT_NE(help.text().find(fmt), std::string::npos) << fmt << "\n" << help.text();
   test::TempDir tmp;
   const CliRun legacy =
       run("trace import --from sglang " + kFix + "/sglang/legacy --top-k 2 --ranks 2 --out " + tmp.path("o"));
-  EXPECT_EQ(legacy.exit_code, 2) << legacy.out;
-  EXPECT_NE(legacy.out.find("expert_distribution_recorder_1600000000.pt: format: a legacy (non-zip)"),
+  EXPECT_EQ(legacy.exit_code, 2) << legacy.text();
+  EXPECT_NE(legacy.text().find("expert_distribution_recorder_1600000000.pt: format: a legacy (non-zip)"),
             std::string::npos)
-      << legacy.out;
+      << legacy.text();
   const CliRun dumps =
       run("trace import --from sglang " + kFix + "/sglang/two_dumps --top-k 2 --out " + tmp.path("o"));
-  EXPECT_EQ(dumps.exit_code, 2) << dumps.out;
-  EXPECT_NE(dumps.out.find("--merge-dumps"), std::string::npos) << dumps.out;
+  EXPECT_EQ(dumps.exit_code, 2) << dumps.text();
+  EXPECT_NE(dumps.text().find("--merge-dumps"), std::string::npos) << dumps.text();
   const CliRun slots =
       run("trace import --from trtllm " + kFix + "/trtllm_eplb --experts 16 --out " + tmp.path("o"));
-  EXPECT_EQ(slots.exit_code, 2) << slots.out;
-  EXPECT_NE(slots.out.find("meta_info.json: num_experts:"), std::string::npos) << slots.out;
+  EXPECT_EQ(slots.exit_code, 2) << slots.text();
+  EXPECT_NE(slots.text().find("meta_info.json: num_experts:"), std::string::npos) << slots.text();
   const CliRun esft =
       run("trace import --from esft " + std::string(RACKEP_SOURCE_DIR) +
           "/traces/data/esft-deepseek-v2-lite/intent --ranks 2 --tokens-per-rank 64 --layers 1 "
           "--experts 32 --out " +
           tmp.path("o"));
-  EXPECT_EQ(esft.exit_code, 2) << esft.out;  // ids reach 63: --experts 32 is honoured, so refused
+  EXPECT_EQ(esft.exit_code, 2) << esft.text();  // ids reach 63: --experts 32 is honoured, so refused
   EXPECT_FALSE(fs::exists(tmp.path("o")));
 }
 
@@ -118,7 +118,7 @@ TEST(ImportCli, EsftIsAtomicToo) {
   // T = 100000 fills no microbatch: the import fails and leaves nothing.
   const CliRun r = run("trace import --from esft " + esft +
                        " --ranks 8 --tokens-per-rank 100000 --layers 1 --out " + tmp.path("out"));
-  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.exit_code, 0) << r.text();
   EXPECT_FALSE(fs::exists(tmp.path("out")));
 }
 
@@ -129,11 +129,11 @@ TEST(ImportCli, ExportRoundTrip) {
     const std::string exported = tmp.path(std::string("x.") + fmt);
     const CliRun e =
         run(std::string("trace export --to ") + fmt + " " + tmp.path("a") + " --out " + exported);
-    ASSERT_EQ(e.exit_code, 0) << e.out;
+    ASSERT_EQ(e.exit_code, 0) << e.text();
     const std::string back = tmp.path(std::string("b.") + fmt);
     const CliRun i = run(std::string("trace import --from ") + fmt + " " + exported +
                          " --ranks 4 --experts 16 --tokens-per-rank 40 --out " + back);
-    ASSERT_EQ(i.exit_code, 0) << i.out;
+    ASSERT_EQ(i.exit_code, 0) << i.text();
     // Same records: the chunk files are byte-identical.
     EXPECT_EQ(test::read_bytes(tmp.path("a/chunk-000000.loads.npy")),
               test::read_bytes(back + "/chunk-000000.loads.npy"))
@@ -152,14 +152,14 @@ TEST(ImportCli, BadInputWritesNothing) {
   test::write_bytes(f, test::read_bytes(f).substr(0, 900));
   const CliRun r = run("trace import --from trtllm " + in + " --out " + tmp.path("out"));
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.out.find("rank2.safetensors"), std::string::npos) << r.out;
+  EXPECT_NE(r.text().find("rank2.safetensors"), std::string::npos) << r.text();
   EXPECT_FALSE(fs::exists(tmp.path("out")));
   const CliRun u = run("trace import --from ultraep " + kFix + "/ultraep --out " + tmp.path("out"));
   EXPECT_NE(u.exit_code, 0);
-  EXPECT_NE(u.out.find("--top-k"), std::string::npos) << u.out;
+  EXPECT_NE(u.text().find("--top-k"), std::string::npos) << u.text();
   const CliRun bad = run("trace import --from nosuch " + in + " --out " + tmp.path("out"));
   EXPECT_NE(bad.exit_code, 0);
-  EXPECT_NE(bad.out.find("unknown format"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.text().find("unknown format"), std::string::npos) << bad.text();
   EXPECT_FALSE(fs::exists(tmp.path("out")));
   for (const auto& e : fs::directory_iterator(tmp.path("")))
     EXPECT_EQ(e.path().filename().string().find(".partial-"), std::string::npos) << e.path();

@@ -313,13 +313,14 @@ TEST(ImportTrtllm, FailedWriteLeavesNothing) {
   records[2].loads = LoadMatrix(3, 16);
   RecordListStream bad(s->manifest(), records);
   const std::string out = tmp.path("sub/out");
-  test::expect_input_error([&] { write_trace_atomic(bad, out, {1}); }, "out.partial-", "loads");
+  // The error names the user's path, never the temporary it was written to.
+  test::expect_input_error([&] { write_trace_atomic(bad, out, {1}); }, "sub/out", "loads");
   EXPECT_FALSE(fs::exists(out));
   EXPECT_TRUE(fs::is_empty(tmp.path("sub")));
   // An existing target is refused before anything is written.
   fs::create_directories(out);
   RecordListStream good(s->manifest(), drain(*open_trtllm_stats(kFixture, {}, report)));
-  test::expect_input_error([&] { write_trace_atomic(good, out, {1}); }, "out", "output");
+  test::expect_input_error([&] { write_trace_atomic(good, out, {1}); }, "out", "--out");
 }
 
 }  // namespace
