@@ -263,11 +263,9 @@ struct StepEngine::Impl {
       if (c.tail_s > 0.0) sg4::this_actor::sleep_for(c.tail_s);
     } else if (++arrived[op.collective] == n) {
       if (c.launch_s > 0.0) sg4::this_actor::sleep_for(c.launch_s);
-      out->coll_start[op.collective] = sg4::Engine::get_clock() - t0;
       std::vector<size_t> rows(t.size());
       for (size_t k = 0; k < rows.size(); ++k) rows[k] = k;
       transfer(c, rows);
-      out->coll_end[op.collective] = sg4::Engine::get_clock() - t0;
       if (c.tail_s > 0.0) sg4::this_actor::sleep_for(c.tail_s);
       coll_done[op.collective] = 1;
       for (int x = 0; x < n; ++x) {
@@ -347,8 +345,6 @@ StepResult StepEngine::run(const StepGraph& graph) {
   StepResult out;
   out.start.assign(num_ops * n, 0.0);
   out.end.assign(num_ops * n, 0.0);
-  out.coll_start.assign(graph.collectives().size(), 0.0);
-  out.coll_end.assign(graph.collectives().size(), 0.0);
   m.g = &graph;
   m.n = n;
   m.out = &out;

@@ -43,9 +43,8 @@ struct EngineConfig {
 };
 
 struct StepResult {
-  double span_s = 0.0;                       ///< from the first operation's start to the last operation's end
-  std::vector<double> start, end;            ///< [op * N + rank], relative to the step's start
-  std::vector<double> coll_start, coll_end;  ///< per collective: bytes start moving / done (launch excluded)
+  double span_s = 0.0;             ///< from the first operation's start to the last operation's end
+  std::vector<double> start, end;  ///< [op * N + rank], relative to the step's start
 };
 
 class StepEngine {

@@ -49,9 +49,6 @@ const char* phase_name(Phase p) {
 bool phase_is_comm(Phase p) {
   return kPhases[static_cast<int>(p)].comm;
 }
-bool phase_is_backward(Phase p) {
-  return kPhases[static_cast<int>(p)].backward;
-}
 bool phase_is_balancing(Phase p) {
   return kPhases[static_cast<int>(p)].balancing;
 }
@@ -60,12 +57,6 @@ const char* stream_name(int stream) {
   static const char* const kNames[kNumStreams] = {"compute", "comm", "comm (lane 1)", "background"};
   RACKEP_CHECK(stream >= 0 && stream < kNumStreams, "stream_name: no such stream");
   return kNames[stream];
-}
-
-double SparseTraffic::total_bytes() const {
-  double t = 0.0;
-  for (double b : bytes) t += b;
-  return t;
 }
 
 SparseTraffic SparseTraffic::from_dense(const TrafficMatrix& m) {
@@ -122,12 +113,6 @@ uint32_t StepGraph::add_collective(Phase phase, int stream, int layer, int mb, C
   collectives_.push_back(std::move(c));
   compute_index_.push_back(-1);
   return push(op, deps);
-}
-
-bool StepGraph::uses_stream(int stream) const {
-  for (const Op& op : ops_)
-    if (op.stream == stream) return true;
-  return false;
 }
 
 bool StepGraph::has_peer_traffic() const {

@@ -57,7 +57,6 @@ enum class Phase : uint8_t {
 constexpr int kNumPhases = static_cast<int>(Phase::kCount);
 const char* phase_name(Phase p);
 bool phase_is_comm(Phase p);
-bool phase_is_backward(Phase p);
 /// Balancing overhead phases (gather, plan, reroute, weight_sync, restore, grad_reduce, placement update).
 bool phase_is_balancing(Phase p);
 
@@ -72,7 +71,6 @@ struct SparseTraffic {
   std::vector<int32_t> src, dst;
   std::vector<double> bytes;
   size_t size() const { return bytes.size(); }
-  double total_bytes() const;
   static SparseTraffic from_dense(const TrafficMatrix& m);
 };
 
@@ -119,7 +117,6 @@ class StepGraph {
     const int32_t i = compute_index_[op];
     return i < 0 ? 0.0 : seconds_[static_cast<size_t>(i) * num_ranks_ + r];
   }
-  bool uses_stream(int stream) const;
   bool has_peer_traffic() const;
 
  private:
