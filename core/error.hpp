@@ -1,6 +1,6 @@
 // File: core/error.hpp
-// The error policy of rackep (docs/STYLE.md rule 5). Every error rackep throws is a rackep::Error of one kind, and
-// the kind decides the exit code of the `rackep` command (README "Exit codes"):
+// The error policy of rackep (docs/STYLE.md rule 5). Every error rackep throws is a rackep::Error of one
+// kind, and the kind decides the exit code of the `rackep` command (README "Exit codes"):
 //   - kInput: bad user input (files, configs, flags, shapes) -> InputError naming the source and the field;
 //     exit 2;
 //   - kRuntime: the machine or the environment failed (no GPU, a CUDA/NCCL/MPI call, a child process, an

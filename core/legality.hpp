@@ -1,7 +1,7 @@
 // File: core/legality.hpp
-// Legality checks of docs/ALGORITHMS.md §2.8 for any plan, plus the conservation rules of an allocation and of a
-// reroute. The one checker: the StepDriver runs check_plan on every plan in debug builds, in the test suite
-// (RACKEP_CHECK_PLANS=1) and with --check-plans; tests/core/legality_test.cpp breaks every rule once.
+// Legality checks of docs/ALGORITHMS.md §2.8 for any plan, plus the conservation rules of an allocation and
+// of a reroute. The one checker: the StepDriver runs check_plan on every plan in debug builds, in the test
+// suite (RACKEP_CHECK_PLANS=1) and with --check-plans; tests/core/legality_test.cpp breaks every rule once.
 // Returns a list of human-readable violations (empty = legal), so tests can show every problem at once.
 // Usage:
 //   std::vector<std::string> bad = rackep::check_plan(result.plan, &result.routed, &result.alloc);

@@ -8,38 +8,37 @@ namespace {
 struct PhaseInfo {
   const char* name;
   bool comm;
-  bool backward;
   bool balancing;
 };
 constexpr PhaseInfo kPhases[kNumPhases] = {
-    {"attention", false, false, false},
-    {"router", false, false, false},
-    {"plan", false, false, true},
-    {"reroute", false, false, true},
-    {"shared_expert", false, false, false},
-    {"experts", false, false, false},
-    {"load_allgather", true, false, true},
-    {"weight_sync", true, false, true},
-    {"dispatch", true, false, false},
-    {"combine", true, false, false},
-    {"attention_bwd", false, true, false},
-    {"router_bwd", false, true, false},
-    {"shared_expert_bwd", false, true, false},
-    {"experts_dgrad", false, true, false},
-    {"experts_wgrad", false, true, false},
-    {"weight_restore", true, true, true},
-    {"combine_bwd", true, true, false},
-    {"dispatch_bwd", true, true, false},
-    {"grad_reduce", true, true, true},
-    {"dense_attention", false, false, false},
-    {"dense_ffn", false, false, false},
-    {"dense_attention_bwd", false, true, false},
-    {"dense_ffn_bwd", false, true, false},
-    {"lm_head", false, false, false},
-    {"lm_head_bwd", false, true, false},
-    {"pp_send", true, false, false},
-    {"pp_send_bwd", true, true, false},
-    {"placement_update", true, false, true},
+    {"attention", false, false},
+    {"router", false, false},
+    {"plan", false, true},
+    {"reroute", false, true},
+    {"shared_expert", false, false},
+    {"experts", false, false},
+    {"load_allgather", true, true},
+    {"weight_sync", true, true},
+    {"dispatch", true, false},
+    {"combine", true, false},
+    {"attention_bwd", false, false},
+    {"router_bwd", false, false},
+    {"shared_expert_bwd", false, false},
+    {"experts_dgrad", false, false},
+    {"experts_wgrad", false, false},
+    {"weight_restore", true, true},
+    {"combine_bwd", true, false},
+    {"dispatch_bwd", true, false},
+    {"grad_reduce", true, true},
+    {"dense_attention", false, false},
+    {"dense_ffn", false, false},
+    {"dense_attention_bwd", false, false},
+    {"dense_ffn_bwd", false, false},
+    {"lm_head", false, false},
+    {"lm_head_bwd", false, false},
+    {"pp_send", true, false},
+    {"pp_send_bwd", true, false},
+    {"placement_update", true, true},
 };
 }  // namespace
 
@@ -71,6 +70,16 @@ SparseTraffic SparseTraffic::from_dense(const TrafficMatrix& m) {
   return s;
 }
 
+Op StepGraph::make_op(Phase phase, int stream, int layer, int mb, bool recompute) {
+  Op op;
+  op.phase = phase;
+  op.stream = static_cast<uint8_t>(stream);
+  op.layer = static_cast<int16_t>(layer);
+  op.mb = mb;
+  op.recompute = recompute;
+  return op;
+}
+
 uint32_t StepGraph::push(Op op, const std::vector<uint32_t>& deps) {
   const auto id = static_cast<uint32_t>(ops_.size());
   op.dep_begin = static_cast<uint32_t>(deps_.size());
@@ -88,12 +97,7 @@ uint32_t StepGraph::add_compute(Phase phase, int stream, int layer, int mb,
                                 bool recompute) {
   RACKEP_CHECK(static_cast<int>(seconds.size()) == num_ranks_, "StepGraph: one duration per rank");
   RACKEP_CHECK(!phase_is_comm(phase), "StepGraph: a compute op needs a compute phase");
-  Op op;
-  op.phase = phase;
-  op.stream = static_cast<uint8_t>(stream);
-  op.layer = static_cast<int16_t>(layer);
-  op.mb = mb;
-  op.recompute = recompute;
+  const Op op = make_op(phase, stream, layer, mb, recompute);
   compute_index_.push_back(static_cast<int32_t>(seconds_.size() / num_ranks_));
   seconds_.insert(seconds_.end(), seconds.begin(), seconds.end());
   return push(op, deps);
@@ -103,12 +107,7 @@ uint32_t StepGraph::add_collective(Phase phase, int stream, int layer, int mb, C
                                    const std::vector<uint32_t>& deps, bool recompute) {
   RACKEP_CHECK(phase_is_comm(phase), "StepGraph: a collective needs a communication phase");
   RACKEP_CHECK(c.traffic != nullptr, "StepGraph: collective without traffic");
-  Op op;
-  op.phase = phase;
-  op.stream = static_cast<uint8_t>(stream);
-  op.layer = static_cast<int16_t>(layer);
-  op.mb = mb;
-  op.recompute = recompute;
+  Op op = make_op(phase, stream, layer, mb, recompute);
   op.collective = static_cast<int32_t>(collectives_.size());
   collectives_.push_back(std::move(c));
   compute_index_.push_back(-1);

@@ -120,6 +120,7 @@ class StepGraph {
   bool has_peer_traffic() const;
 
  private:
+  static Op make_op(Phase phase, int stream, int layer, int mb, bool recompute);
   uint32_t push(Op op, const std::vector<uint32_t>& deps);
 
   int num_ranks_;

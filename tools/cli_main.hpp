@@ -11,9 +11,9 @@ namespace rackep::tools {
 /// Adds --log-level to `app`, parses argv and runs the selected subcommand's callback.
 int run_cli(CLI::App& app, int argc, char** argv);
 
-/// `rackep run-layer|calibrate|bench kernels ...`: registered in `rackep` as stubs that replace the process
-/// with `rackep-gpu` (same directory, same arguments), so the CUDA libraries are mapped only by the GPU
-/// commands.
+/// `rackep run-layer|calibrate|bench kernels ...`: registered in `rackep` as forwarders that replace the
+/// process with `rackep-gpu` (same directory, same arguments), so the CUDA libraries are mapped only by the
+/// GPU commands.
 void add_gpu_forwarders(CLI::App& app, CLI::App& bench, char** argv);
 
 }  // namespace rackep::tools

@@ -49,8 +49,7 @@ void run([[maybe_unused]] const BenchKernelsArgs& a) {
 
 void add_bench_kernels_command(CLI::App& bench) {
   auto args = std::make_shared<BenchKernelsArgs>();
-  CLI::App* cmd =
-      bench.add_subcommand("kernels", kBenchKernelsHelp);
+  CLI::App* cmd = bench.add_subcommand("kernels", kBenchKernelsHelp);
   using namespace config;  // the ranges shared with the experiment config
   cmd->add_option("--ranks", args->ranks, "EP ranks N (one NVLink domain)")
       ->capture_default_str()

@@ -156,8 +156,7 @@ void run(const RunLayerArgs& a) {
 
 void add_run_layer_command(CLI::App& app) {
   auto args = std::make_shared<RunLayerArgs>();
-  CLI::App* cmd =
-      app.add_subcommand("run-layer", kRunLayerHelp);
+  CLI::App* cmd = app.add_subcommand("run-layer", kRunLayerHelp);
   add_config_options(*cmd, config::kRunLayer, args->cli);
   cmd->add_flag("--json", args->json,
                 "print the per-record times as JSON instead of the table (with the resolved config)");

@@ -1,4 +1,4 @@
-// The GPU commands as seen from `rackep`: each stub takes every argument unparsed and execs `rackep-gpu`
+// The GPU commands as seen from `rackep`: each forwarder takes every argument unparsed and execs `rackep-gpu`
 // (built beside `rackep`, installed beside it) with the original command line, so `rackep` itself never links
 // or maps the CUDA libraries (tests/tools/startup_test.cpp checks it).
 #include <unistd.h>

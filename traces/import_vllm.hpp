@@ -1,7 +1,7 @@
 // File: traces/import_vllm.hpp
-// Importer of per-request routed experts as users save them from API responses (docs/TRACES.md §3; README, format
-// table): a .jsonl file with one response object per line, or a .json file holding one response or an array
-// of them. What each engine version writes:
+// Importer of per-request routed experts as users save them from API responses (docs/TRACES.md §3; README,
+// format table): a .jsonl file with one response object per line, or a .json file holding one response or an
+// array of them. What each engine version writes:
 //   vLLM, nested lists (first versions of --enable-return-routed-experts):
 //     "prompt_routed_experts": [prompt_len][L_moe][k], "choices": [{"routed_experts": [gen_len][L_moe][k]}]
 //     (or a top-level "routed_experts"); layer ids are MoE-local 0..L_moe-1.
