@@ -180,6 +180,15 @@ std::vector<FieldSpec> build_fields() {
       {"sequential", "1f1b", "dualpipe", "two-batch"})));
   v.push_back(make("pp", "--pp", T::kInt, kSim, 1, 1024, "pipeline-parallel stages",
                    [](C& c) -> int& { return c.pp; }));
+  v.push_back(make("dp", "--dp", T::kInt, kSim, 1, 1 << 20,
+                   "training memory: data-parallel replicas of the whole EP x PP grid (the optimizer "
+                   "state of experts is sharded over them, that of attention and dense layers over EP x DP)",
+                   [](C& c) -> int& { return c.dp; }));
+  v.push_back(make("zero", "--zero", T::kInt, kSim, 0, 1,
+                   "training memory: ZeRO stage, 0 = every data-parallel rank keeps all Adam state, 1 = "
+                   "optimizer state sharded over data parallelism (DeepSeek-V3, Megatron distributed "
+                   "optimizer)",
+                   [](C& c) -> int& { return c.zero; }));
   v.push_back(make("recompute", "--recompute", T::kBool, kSim, 0, 0,
                    "full activation recompute in the backward pass",
                    [](C& c) -> bool& { return c.recompute; }));

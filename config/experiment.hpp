@@ -58,6 +58,8 @@ struct ExperimentConfig {
   std::string schedule;  ///< sequential, 1f1b, dualpipe or two-batch; "" = the mode's overlapped schedule
   std::string backward_comm_precision;  ///< "" = as precision
   int pp = 1;                           ///< pipeline-parallel stages
+  int dp = 1;    ///< data-parallel replicas of the whole EP x PP grid (memory: optimizer-state sharding)
+  int zero = 1;  ///< ZeRO stage: 0 = every data-parallel rank keeps all Adam state, 1 = its 1/Nd share
   bool recompute = false;
   bool dedup = true;
   bool ptask_compress = true;

@@ -28,6 +28,8 @@ SimConfig to_sim_config(const config::ExperimentConfig& c) {
   s.schedule = c.schedule;
   s.backward_comm_precision = c.backward_comm_precision;
   s.pp = c.pp;
+  s.dp = c.dp;
+  s.zero = c.zero;
   s.balancer_options = c.options;
   s.check_plans = c.check_plans || check_plans_by_default();
   return s;

@@ -93,7 +93,8 @@ std::string column_legend(bool prefill) {
     << "act GiB      peak activation memory of the busiest rank\n"
     << "slots GiB    extra memory per rank of the redundant slots (weights, + fp32 gradients in training)\n"
     << "mem GiB      peak memory per rank of the simulated stage: weights (+ gradients and Adam state in "
-       "training), activations in flight, redundant slots; OOM when it exceeds the GPU's memory\n";
+       "training, the Adam state sharded over data parallelism with --zero 1), activations in flight, "
+       "redundant slots; OOM when it exceeds the GPU's memory\n";
   return o.str();
 }
 

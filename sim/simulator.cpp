@@ -59,7 +59,11 @@ double union_length(std::vector<std::pair<double, double>>& v) {
   return total + (e - s);
 }
 
-constexpr double kOptimizerBytesPerParam = 16.0;  // mixed-precision Adam (ZeRO paper §3.1): 2 + 2 + 12
+// Mixed-precision Adam per parameter (ZeRO paper, Rajbhandari et al. 2020, §3.1): BF16 weight and gradient
+// (2 + 2 bytes) on every rank holding the parameter, FP32 master weight, momentum and variance (12 bytes)
+// divided over the data-parallel group under ZeRO stage 1 (§5.1, "P_os": 4 + 12 / N_d).
+constexpr double kWeightGradBytesPerParam = 4.0;
+constexpr double kOptimizerStateBytesPerParam = 12.0;
 
 }  // namespace
 
@@ -414,18 +418,30 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
   };
   const double none_s = outcomes[index_of("none")].total_s;
   const double ideal_s = outcomes[index_of("ideal")].total_s;
-  // Weights of the stage per rank: attention and dense layers replicated on every EP rank, the rank's
-  // master experts of every MoE layer (+ DualPipe's second copy of the stage, DualPipe README).
+  // Parameters of the stage per rank: attention, router, shared experts and dense layers replicated on every
+  // EP rank (their data-parallel group is EP x DP), the rank's master experts of every MoE layer (replicated
+  // only over DP); DualPipe holds a second stage's copy (DualPipe README).
   const double h = model.hidden;
   const double attn_params = model.attention_projection_flops_per_token() / 2.0;
   const double expert_params = 3.0 * h * model.expert_ffn;
-  double stage_params =
-      stage_moe * (attn_params + model.router_flops_per_token() / 2.0 +
-                   model.num_shared_experts * expert_params + shape.num_masters * expert_params) +
-      stage_dense * (attn_params + 3.0 * h * model.dense_ffn);
-  if (c.pp == 1) stage_params += 2.0 * h * model.vocab;  // embedding and LM head
-  if (train && schedule == Schedule::kDualPipe && c.pp > 1) stage_params *= 2.0;
-  const double weight_bytes = stage_params * (train ? kOptimizerBytesPerParam : cost.weight_elt_bytes());
+  double replicated_params = stage_moe * (attn_params + model.router_flops_per_token() / 2.0 +
+                                          model.num_shared_experts * expert_params) +
+                             stage_dense * (attn_params + 3.0 * h * model.dense_ffn);
+  if (c.pp == 1) replicated_params += 2.0 * h * model.vocab;  // embedding and LM head
+  double expert_stage_params = stage_moe * shape.num_masters * expert_params;
+  if (train && schedule == Schedule::kDualPipe && c.pp > 1) {
+    replicated_params *= 2.0;
+    expert_stage_params *= 2.0;
+  }
+  if (c.dp < 1) throw InputError("--dp", std::to_string(c.dp), "must be >= 1");
+  if (c.zero != 0 && c.zero != 1) throw InputError("--zero", std::to_string(c.zero), "must be 0 or 1");
+  const double sharded_over_ep_dp = c.zero == 1 ? static_cast<double>(n) * c.dp : 1.0;
+  const double sharded_over_dp = c.zero == 1 ? static_cast<double>(c.dp) : 1.0;
+  const double weight_bytes =
+      train ? kWeightGradBytesPerParam * (replicated_params + expert_stage_params) +
+                  kOptimizerStateBytesPerParam *
+                      (replicated_params / sharded_over_ep_dp + expert_stage_params / sharded_over_dp)
+            : (replicated_params + expert_stage_params) * cost.weight_elt_bytes();
   for (size_t i = 0; i < runs.size(); ++i) {
     if (std::find(c.balancers.begin(), c.balancers.end(), names[i]) == c.balancers.end()) continue;
     if (!runs[i]) {
@@ -497,8 +513,9 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
                    {"backward_comm_precision", to_string(bwd_comm)},
                    {"dispatch_dedup", c.dedup},
                    {"weight_sync_mode", c.weight_sync_mode},
-                   {"schedule", c.schedule},
-                   {"pp", c.pp},
+                   {"dp", c.dp},
+                   {"zero", train ? c.zero : 0},
+                   {"model_state_gib", weight_bytes / kGiB},
                    {"notes", notes}};
   return report;
 }

@@ -39,6 +39,8 @@ struct SimConfig {
   /// dualpipe (forward/backward overlap) for training, two-batch overlap for prefill.
   std::string schedule;
   int pp = 1;                   ///< pipeline stages; the simulated EP group is one of them
+  int dp = 1;                   ///< data-parallel replicas of the EP x PP grid (training memory)
+  int zero = 1;                 ///< ZeRO stage 0 or 1: Adam state sharded over data parallelism (training)
   int ranks = 0;                ///< EP ranks; 0: the trace's (directory) or 32 (generated traces)
   int slots = 2;                ///< R redundant slots per rank
   int domain = 0;               ///< scale-up domain size override; 0 = the topology's

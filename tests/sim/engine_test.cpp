@@ -140,6 +140,26 @@ TEST(SimSimulation, PrefillRunsForwardOnly) {
   EXPECT_DOUBLE_EQ(p["global_tokens_per_step"].get<double>(), 8 * 512);
 }
 
+TEST(SimSimulation, ZeroOneShardsAdamStateOverDataParallelism) {
+  // Per parameter: 2 + 2 bytes of BF16 weight and gradient everywhere, 12 bytes of FP32 Adam state divided
+  // over the data-parallel group (ZeRO-1): EP x DP ranks for the replicated parameters R (attention, shared
+  // experts, dense layer, embeddings), DP for the rank's experts E. Three runs give R and E back.
+  const std::string base = "report ptask balancers=none microbatches=1 ";  // DeepSeek-V2-Lite, EP 8
+  auto state = [&](const std::string& args) {
+    return run(base + args)["inputs"]["model_state_gib"].get<double>() * 1024.0 * 1024.0 * 1024.0;
+  };
+  const double full = state("zero=0 dp=4"), zero1 = state("zero=1 dp=1"), zero1_dp4 = state("zero=1 dp=4");
+  EXPECT_DOUBLE_EQ(state("zero=0 dp=1"), full);  // without sharding DP changes nothing
+  // full = 16 (R + E); zero1 = 4 (R + E) + 12 (R / 8 + E).
+  const double sum = full / 16.0;
+  const double replicated = (full - zero1) / (12.0 * (1.0 - 1.0 / 8.0));
+  const double experts = sum - replicated;
+  // E by hand: 26 MoE layers x 64 / 8 = 8 master experts x 3 x 2048 x 1408 (gate, up, down).
+  EXPECT_NEAR(experts, 26.0 * 8.0 * 3.0 * 2048.0 * 1408.0, 1.0);
+  EXPECT_GT(replicated, 0.0);
+  EXPECT_NEAR(zero1_dp4, 4.0 * sum + 12.0 * (replicated / 32.0 + experts / 4.0), 1e-6 * zero1_dp4);
+}
+
 TEST(SimEngine, PtaskReportIsByteIdenticalAcrossRuns) {
   const nlohmann::json a = run("report ptask");
   const nlohmann::json b = run("report ptask");

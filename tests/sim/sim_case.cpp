@@ -107,6 +107,10 @@ int main(int argc, char** argv) {
           c.mode = parse_mode(v);
         else if (k == "pp")
           c.pp = std::stoi(v);
+        else if (k == "dp")
+          c.dp = std::stoi(v);
+        else if (k == "zero")
+          c.zero = std::stoi(v);
         else if (k == "model")
           c.model = v;
         else if (k == "topology")
