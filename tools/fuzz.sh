@@ -7,6 +7,8 @@
 # the import fixtures and tests/fixtures/hostile/<name>-*; new coverage goes to $RACKEP_FUZZ_WORK/corpus/<name>
 # (default build-asan/fuzz-work), crashes to $RACKEP_FUZZ_WORK/artifacts/<name>/. Exits non-zero on any
 # finding (crash, leak, UB, uncaught exception, an allocation over 512 MB, an input running over 10 s).
+# RACKEP_FUZZ_SEED=N fixes libFuzzer's random seed (tools/test.sh: 1, so a CI pass explores the same inputs
+# first each time); unset, every run draws a new seed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -58,7 +60,7 @@ for t in "${targets[@]}"; do
   echo "fuzz: $t for ${seconds}s" >&2
   log="$work/$t.log"
   if ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" \
-    "$build/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -malloc_limit_mb=512 -rss_limit_mb=2048 \
+    "$build/fuzz/fuzz_$t" ${RACKEP_FUZZ_SEED:+-seed="$RACKEP_FUZZ_SEED"} -max_total_time="$seconds" -timeout=10 -malloc_limit_mb=512 -rss_limit_mb=2048 \
     -max_len=16384 -print_final_stats=1 -artifact_prefix="$work/artifacts/$t/" "$work/corpus/$t" "$seeds" >"$log" 2>&1; then
     echo "fuzz: $t: no finding ($(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$') runs)" >&2
   else

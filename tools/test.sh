@@ -15,5 +15,5 @@ bash tools/asan_build.sh
 ASAN_OPTIONS="detect_leaks=1" LSAN_OPTIONS="suppressions=$PWD/tools/lsan.supp" \
   UBSAN_OPTIONS="print_stacktrace=1" ctest --test-dir build-asan --output-on-failure -j 2
 echo "test.sh: sanitizer suite passed ($((SECONDS - start)) s so far)" >&2
-RACKEP_FUZZ_NO_BUILD=1 LSAN_OPTIONS="suppressions=$PWD/tools/lsan.supp" bash tools/fuzz.sh "${RACKEP_FUZZ_SECONDS:-30}"
+RACKEP_FUZZ_NO_BUILD=1 RACKEP_FUZZ_SEED="${RACKEP_FUZZ_SEED:-1}" LSAN_OPTIONS="suppressions=$PWD/tools/lsan.supp" bash tools/fuzz.sh "${RACKEP_FUZZ_SECONDS:-30}"
 echo "test.sh: all passed in $((SECONDS - start)) s" >&2
