@@ -69,7 +69,13 @@ constexpr double kHostSpeed = 1e9;
 struct StepEngine::Impl {
   EngineConfig cfg;
   std::unique_ptr<sg4::Engine> engine;
-  std::vector<sg4::Host*> hosts, peers;
+  // Per GPU: `hosts` run its kernels (one pstate per SM count held by communication), `nets` are its network
+  // endpoint (NVLink port, NIC) that collectives move bytes between. Kept apart because an L07 parallel task
+  // joins the CPU constraint of every host it names: collectives over the compute hosts would tie every
+  // kernel's start and end to every running collective's whole link set in the max-min system (the cost of
+  // a 576-GPU step was dominated by that bookkeeping), while kernels and transfers share no resource here:
+  // they interact only through the SMs a comm kernel holds.
+  std::vector<sg4::Host*> hosts, nets, peers;
 
   // Per-run state.
   const StepGraph* g = nullptr;
@@ -89,15 +95,17 @@ struct StepEngine::Impl {
     std::vector<double> speeds(static_cast<size_t>(cfg.num_sms));
     for (int k = 0; k < cfg.num_sms; ++k) speeds[k] = kHostSpeed * (cfg.num_sms - k) / cfg.num_sms;
     hosts.resize(num);
+    nets.resize(num);
     const bool full = f.num_domains() > 1 || cfg.peers;
     if (!full) {
       // One NVLink domain: a star, one split-duplex port per GPU (docs/HARDWARE.md).
       sg4::NetZone* zone = sg4::create_star_zone("rack");
       for (int i = 0; i < num; ++i) {
         hosts[i] = zone->create_host("gpu-" + std::to_string(i), speeds);
+        nets[i] = zone->create_host("gpu-" + std::to_string(i) + "-net", kHostSpeed);
         sg4::Link* port = zone->create_split_duplex_link("nvport-" + std::to_string(i), f.port_bytes_per_s)
                               ->set_latency(f.port_latency_s);
-        zone->add_route(hosts[i]->get_netpoint(), nullptr, nullptr, nullptr,
+        zone->add_route(nets[i]->get_netpoint(), nullptr, nullptr, nullptr,
                         {sg4::LinkInRoute(port, sg4::LinkInRoute::Direction::UP)}, true);
       }
       zone->seal();
@@ -109,6 +117,7 @@ struct StepEngine::Impl {
     std::vector<sg4::Link*> ports(num), nics(num), uplinks, peer_nics;
     for (int i = 0; i < num; ++i) {
       hosts[i] = zone->create_host("gpu-" + std::to_string(i), speeds);
+      nets[i] = zone->create_host("gpu-" + std::to_string(i) + "-net", kHostSpeed);
       ports[i] = zone->create_split_duplex_link("nvport-" + std::to_string(i), f.port_bytes_per_s)
                      ->set_latency(f.port_latency_s);
       nics[i] = zone->create_split_duplex_link("nic-" + std::to_string(i), f.nic_bytes_per_s)
@@ -137,7 +146,7 @@ struct StepEngine::Impl {
           if (!uplinks.empty()) route.emplace_back(uplinks[f.domain_of(j)], Dir::DOWN);
           route.emplace_back(nics[j], Dir::DOWN);
         }
-        zone->add_route(hosts[i]->get_netpoint(), hosts[j]->get_netpoint(), nullptr, nullptr, route, false);
+        zone->add_route(nets[i]->get_netpoint(), nets[j]->get_netpoint(), nullptr, nullptr, route, false);
       }
     }
     if (cfg.peers) {
@@ -149,11 +158,11 @@ struct StepEngine::Impl {
         sg4::Link* pn = zone->create_split_duplex_link("pp-peer-nic-" + std::to_string(i), f.nic_bytes_per_s)
                             ->set_latency(f.nic_latency_s);
         zone->add_route(
-            hosts[i]->get_netpoint(), peers[i]->get_netpoint(), nullptr, nullptr,
+            nets[i]->get_netpoint(), peers[i]->get_netpoint(), nullptr, nullptr,
             {sg4::LinkInRoute(nics[i], Dir::UP), sg4::LinkInRoute(core), sg4::LinkInRoute(pn, Dir::DOWN)},
             false);
         zone->add_route(
-            peers[i]->get_netpoint(), hosts[i]->get_netpoint(), nullptr, nullptr,
+            peers[i]->get_netpoint(), nets[i]->get_netpoint(), nullptr, nullptr,
             {sg4::LinkInRoute(pn, Dir::UP), sg4::LinkInRoute(core), sg4::LinkInRoute(nics[i], Dir::DOWN)},
             false);
       }
@@ -206,10 +215,10 @@ struct StepEngine::Impl {
       comms.reserve(rows.size() * (c.to_peer ? 2 : 1));
       for (size_t k : rows) {
         if (c.to_peer) {
-          comms.push_back(sg4::Comm::sendto_async(hosts[src[k]], peers[src[k]], t.bytes[k] * c.scale));
-          comms.push_back(sg4::Comm::sendto_async(peers[src[k]], hosts[src[k]], t.bytes[k] * c.scale));
+          comms.push_back(sg4::Comm::sendto_async(nets[src[k]], peers[src[k]], t.bytes[k] * c.scale));
+          comms.push_back(sg4::Comm::sendto_async(peers[src[k]], nets[src[k]], t.bytes[k] * c.scale));
         } else {
-          comms.push_back(sg4::Comm::sendto_async(hosts[src[k]], hosts[dst[k]], t.bytes[k] * c.scale));
+          comms.push_back(sg4::Comm::sendto_async(nets[src[k]], nets[dst[k]], t.bytes[k] * c.scale));
         }
       }
       sg4::Comm::wait_all(comms);
@@ -219,7 +228,7 @@ struct StepEngine::Impl {
       // Each rank and its peer exchange the same bytes: a ptask over the rank/peer pairs.
       std::vector<sg4::Host*> hs;
       for (size_t k : rows) {
-        hs.push_back(hosts[src[k]]);
+        hs.push_back(nets[src[k]]);
         hs.push_back(peers[src[k]]);
       }
       const size_t m = hs.size();
@@ -238,7 +247,7 @@ struct StepEngine::Impl {
       for (int x : {src[k], dst[k]}) {
         if (index[x] < 0) {
           index[x] = static_cast<int>(hs.size());
-          hs.push_back(hosts[x]);
+          hs.push_back(nets[x]);
         }
       }
     }
@@ -399,6 +408,7 @@ nlohmann::json StepEngine::describe() const {
   nlohmann::json hosts = nlohmann::json::array();
   for (const sg4::Host* h : m.hosts)
     hosts.push_back({{"name", h->get_name()}, {"pstates", h->get_pstate_count()}});
+  for (const sg4::Host* h : m.nets) hosts.push_back({{"name", h->get_name()}, {"network_endpoint", true}});
   for (const sg4::Host* h : m.peers) hosts.push_back({{"name", h->get_name()}, {"pipeline_peer", true}});
   j["hosts"] = hosts;
   nlohmann::json links = nlohmann::json::array();
@@ -434,9 +444,9 @@ nlohmann::json StepEngine::describe() const {
         {{"src", a->get_name()}, {"dst", b->get_name()}, {"links", names}, {"latency_s", latency}});
   };
   const Fabric& f = m.cfg.fabric;
-  if (f.num_ranks > 1) add_route(m.hosts[0], m.hosts[1]);
-  if (f.num_domains() > 1) add_route(m.hosts[0], m.hosts[f.domain_size]);
-  if (!m.peers.empty()) add_route(m.hosts[0], m.peers[0]);
+  if (f.num_ranks > 1) add_route(m.nets[0], m.nets[1]);
+  if (f.num_domains() > 1) add_route(m.nets[0], m.nets[f.domain_size]);
+  if (!m.peers.empty()) add_route(m.nets[0], m.peers[0]);
   j["example_routes"] = routes;
   return j;
 }
