@@ -232,9 +232,10 @@ void run_sweep(const SweepArgs& a) {
     csv << axis.name << ",";
   }
   csv << "balancer,imbalance,step_s,tokens_per_s,tflops_per_gpu,pct_of_ideal,speedup_vs_none,exposed_"
-         "overhead_s,replicas,peak_activation_gib,redundant_slot_gib,refused\n";
+         "overhead_s,replicas,peak_activation_gib,redundant_slot_gib,memory_gib,oom,refused\n";
   table << head
-        << "balancer        imbalance    step ms    tokens/s  TFLOPS/GPU  % ideal  vs none  overhead ms\n";
+        << "balancer        imbalance    step ms    tokens/s  TFLOPS/GPU  % ideal  vs none  overhead ms  mem "
+           "GiB\n";
   int failures = 0;
   // --json / --report: {"axes": [{"key", "values"}], "runs": [{"values", "ok", "result"}]} in grid order.
   nlohmann::json runs = nlohmann::json::array();
@@ -261,7 +262,7 @@ void run_sweep(const SweepArgs& a) {
     if (!ok) {
       ++failures;
       table << prefix << "FAILED (exit " << outcomes[i].status << ", see the error above)\n";
-      csv << csv_prefix << "FAILED,,,,,,,,,,,\n";
+      csv << csv_prefix << "FAILED,,,,,,,,,,,,,\n";
       continue;
     }
     for (const auto& b : result["balancers"]) {
@@ -273,21 +274,24 @@ void run_sweep(const SweepArgs& a) {
         table << prefix << line << "refused: " << why << "\n";
         std::string quoted;
         for (char ch : why) quoted += ch == '"' ? std::string("\"\"") : std::string(1, ch);
-        csv << csv_prefix << name << ",,,,,,,,,,,\"" << quoted << "\"\n";
+        csv << csv_prefix << name << ",,,,,,,,,,,,,\"" << quoted << "\"\n";
         continue;
       }
-      char line[256];
-      std::snprintf(line, sizeof(line), "%-15s %9.3f %10.3f %11.0f %11.1f %8.1f %7.3fx %12.3f", name.c_str(),
-                    b["imbalance"].get<double>(), b["step_s"].get<double>() * 1e3,
+      char line[256], mem[32];
+      const bool oom = b["oom"].get<bool>();
+      std::snprintf(mem, sizeof(mem), oom ? "OOM %.0f" : "%.1f", b["memory_gib"].get<double>());
+      std::snprintf(line, sizeof(line), "%-15s %9.3f %10.3f %11.0f %11.1f %8.1f %7.3fx %12.3f %8s",
+                    name.c_str(), b["imbalance"].get<double>(), b["step_s"].get<double>() * 1e3,
                     b["tokens_per_s"].get<double>(), b["tflops_per_gpu"].get<double>(),
                     b["pct_of_ideal"].get<double>(), b["speedup_vs_none"].get<double>(),
-                    b["exposed_overhead_s"].get<double>() * 1e3);
+                    b["exposed_overhead_s"].get<double>() * 1e3, mem);
       table << prefix << line << "\n";
       csv << csv_prefix << name << "," << cell(b, "imbalance", "%.6f") << "," << cell(b, "step_s", "%.9g")
           << "," << cell(b, "tokens_per_s", "%.9g") << "," << cell(b, "tflops_per_gpu", "%.6g") << ","
           << cell(b, "pct_of_ideal", "%.4f") << "," << cell(b, "speedup_vs_none", "%.6f") << ","
           << cell(b, "exposed_overhead_s", "%.9g") << "," << cell(b, "replicas", "%.4f") << ","
-          << cell(b, "peak_activation_gib", "%.6f") << "," << cell(b, "redundant_slot_gib", "%.6f") << ",\n";
+          << cell(b, "peak_activation_gib", "%.6f") << "," << cell(b, "redundant_slot_gib", "%.6f") << ","
+          << cell(b, "memory_gib", "%.6f") << "," << (oom ? "true" : "false") << ",\n";
     }
   }
   nlohmann::json sweep_json = {{"axes", nlohmann::json::array()}, {"runs", std::move(runs)}};
