@@ -61,7 +61,8 @@ for t in "${targets[@]}"; do
   log="$work/$t.log"
   if ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" \
     "$build/fuzz/fuzz_$t" ${RACKEP_FUZZ_SEED:+-seed="$RACKEP_FUZZ_SEED"} -max_total_time="$seconds" \
-    -timeout=10 -malloc_limit_mb=512 -rss_limit_mb=2048 -max_len=16384 -print_final_stats=1 -artifact_prefix="$work/artifacts/$t/" "$work/corpus/$t" "$seeds" >"$log" 2>&1; then
+    -timeout=10 -malloc_limit_mb=512 -rss_limit_mb=2048 -max_len=16384 -print_final_stats=1 \
+    -artifact_prefix="$work/artifacts/$t/" "$work/corpus/$t" "$seeds" >"$log" 2>&1; then
     echo "fuzz: $t: no finding ($(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$') runs)" >&2
   else
     echo "fuzz: $t: FINDING (log $log, input in $work/artifacts/$t/)" >&2
