@@ -433,8 +433,8 @@ SimReport run_simulation(const SimConfig& c, const SimHooks& hooks) {
     replicated_params *= 2.0;
     expert_stage_params *= 2.0;
   }
-  if (c.dp < 1) throw InputError("--dp", std::to_string(c.dp), "must be >= 1");
-  if (c.zero != 0 && c.zero != 1) throw InputError("--zero", std::to_string(c.zero), "must be 0 or 1");
+  // The valid ranges are config/experiment.cpp's (checked there for every user input).
+  RACKEP_CHECK(c.dp >= 1 && (c.zero == 0 || c.zero == 1), "SimConfig: dp >= 1 and zero 0 or 1");
   const double sharded_over_ep_dp = c.zero == 1 ? static_cast<double>(n) * c.dp : 1.0;
   const double sharded_over_dp = c.zero == 1 ? static_cast<double>(c.dp) : 1.0;
   const double weight_bytes =

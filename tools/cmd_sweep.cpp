@@ -231,6 +231,9 @@ void run_sweep(const SweepArgs& a) {
     head += axis.name + std::string(axis.name.size() < 12 ? 12 - axis.name.size() : 1, ' ');
     csv << axis.name << ",";
   }
+  // The result columns; a failed or refused configuration fills all but its first and last with nothing.
+  static constexpr int kResultColumns = 14;
+  const std::string empties(kResultColumns - 2, ',');
   csv << "balancer,imbalance,step_s,tokens_per_s,tflops_per_gpu,pct_of_ideal,speedup_vs_none,exposed_"
          "overhead_s,replicas,peak_activation_gib,redundant_slot_gib,memory_gib,oom,refused\n";
   table << head
@@ -262,7 +265,7 @@ void run_sweep(const SweepArgs& a) {
     if (!ok) {
       ++failures;
       table << prefix << "FAILED (exit " << outcomes[i].status << ", see the error above)\n";
-      csv << csv_prefix << "FAILED,,,,,,,,,,,,,\n";
+      csv << csv_prefix << "FAILED" << empties << ",\n";
       continue;
     }
     for (const auto& b : result["balancers"]) {
@@ -274,7 +277,7 @@ void run_sweep(const SweepArgs& a) {
         table << prefix << line << "refused: " << why << "\n";
         std::string quoted;
         for (char ch : why) quoted += ch == '"' ? std::string("\"\"") : std::string(1, ch);
-        csv << csv_prefix << name << ",,,,,,,,,,,,,\"" << quoted << "\"\n";
+        csv << csv_prefix << name << empties << ",\"" << quoted << "\"\n";
         continue;
       }
       char line[256], mem[32];

@@ -177,18 +177,23 @@ def write_npz(path, arrays):
                 f.write(blob)
 
 
+def ultraep_manifest(group_id, trace_id, ep, masters, phys, chunks):
+    """The manifest UltraEP's profiler writes beside its chunks (one EP group, rank 0, quota placement)."""
+    return {"ep_group_id": group_id, "ep_rank": 0, "ep_size": ep, "num_layers": 4, "max_microbatches": 2,
+            "num_local_master_experts": masters, "num_local_redundant_experts": phys - masters,
+            "num_local_physical_experts": phys, "num_global_logical_experts": masters * ep,
+            "num_global_physical_experts": phys * ep, "nvl_domain_size": ep, "placement_mode": "quota",
+            "trace_id": trace_id, "schema": "ultra_ep_trace_v1", "created_unix": 1700000000.0,
+            "writer_group_rank": 0, "max_pending_records": 16, "record_interval": 1, "flush_interval": 5,
+            "chunks": chunks, "dropped_records": 0}
+
+
 def write_ultraep(out):
     d = os.path.join(out, "ultraep")
     os.makedirs(d, exist_ok=True)
     ep, masters, phys = 4, 4, 5
     trace_id = "epg7f00aa_gr0_r0_1700000000000"
-    manifest = {"ep_group_id": "7f00aa", "ep_rank": 0, "ep_size": ep, "num_layers": 4, "max_microbatches": 2,
-                "num_local_master_experts": masters, "num_local_redundant_experts": phys - masters,
-                "num_local_physical_experts": phys, "num_global_logical_experts": masters * ep,
-                "num_global_physical_experts": phys * ep, "nvl_domain_size": ep, "placement_mode": "quota",
-                "trace_id": trace_id, "schema": "ultra_ep_trace_v1", "created_unix": 1700000000.0,
-                "writer_group_rank": 0, "max_pending_records": 16, "record_interval": 1, "flush_interval": 5,
-                "chunks": 3, "dropped_records": 0}
+    manifest = ultraep_manifest("7f00aa", trace_id, ep, masters, phys, chunks=3)
     rng = Lcg(4242)
     records = []
     for mb in range(4):
@@ -537,13 +542,7 @@ def write_ultraep_out_of_order(out):
     os.makedirs(d, exist_ok=True)
     ep, masters, phys = 4, 4, 5
     trace_id = "epg7f00bb_gr0_r0_1700000000000"
-    manifest = {"ep_group_id": "7f00bb", "ep_rank": 0, "ep_size": ep, "num_layers": 4, "max_microbatches": 2,
-                "num_local_master_experts": masters, "num_local_redundant_experts": phys - masters,
-                "num_local_physical_experts": phys, "num_global_logical_experts": masters * ep,
-                "num_global_physical_experts": phys * ep, "nvl_domain_size": ep, "placement_mode": "quota",
-                "trace_id": trace_id, "schema": "ultra_ep_trace_v1", "created_unix": 1700000000.0,
-                "writer_group_rank": 0, "max_pending_records": 16, "record_interval": 1, "flush_interval": 5,
-                "chunks": 2, "dropped_records": 0}
+    manifest = ultraep_manifest("7f00bb", trace_id, ep, masters, phys, chunks=2)
     rng = Lcg(777)
     order = [(1, 0), (2, 0), (1, 1), (3, 0), (2, 1),   # chunk 0: microbatches interleaved
              (1, 2), (3, 1), (2, 2), (3, 2)]            # chunk 1: (3, 1) completed late, after the flush
